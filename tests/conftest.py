@@ -1,0 +1,48 @@
+"""Test-wide setup: threads and import order first, then nbval's output comparison."""
+import os
+
+# Two pytest-xdist workers share the 2-core CI machine: one thread each, set before any framework
+# loads. Notebook kernels started by nbval inherit these variables.
+os.environ.setdefault("COURSE_THREADS", "1")
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_var, os.environ["COURSE_THREADS"])
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# torch and torchvision before tensorflow, always (DESIGN.md sec. 7: the other order segfaults).
+import torch  # noqa: E402,F401
+import torchvision  # noqa: E402,F401
+
+import pytest  # noqa: E402
+
+
+def _without_stderr(outputs):
+    return [out for out in outputs if not (out.get("output_type") == "stream" and out.get("name") == "stderr")]
+
+
+def pytest_collection_modifyitems(items):
+    """Leave stderr out of nbval's comparison: TensorFlow logs reach it in Jupyter, not under pytest."""
+    for item in items:
+        if hasattr(item, "compare_outputs") and hasattr(item, "cell"):
+            compare = item.compare_outputs
+            item.compare_outputs = lambda test, ref, skip_compare=None, _compare=compare: _compare(
+                _without_stderr(test), _without_stderr(ref), skip_compare)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the figures tests record with `record_property("figure", ...)` (parity, timings)."""
+    lines = [value for report in terminalreporter.stats.get("passed", [])
+             for key, value in getattr(report, "user_properties", []) if key == "figure"]
+    if lines:
+        terminalreporter.section("measured figures")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(params=["torch", "tensorflow"])
+def xt(request):
+    """Each backend in turn (the torch one is imported first, above)."""
+    import importlib
+
+    return importlib.import_module(f"utils.{request.param}")

@@ -1,0 +1,27 @@
+"""Seeing what a CNN looks at: the course's shared package.
+
+`import utils` loads the framework-free core (images, labels, the synthetic shapes, boxes and
+localization, plotting) and neither PyTorch nor TensorFlow. The two backends share their public
+names, in the style of d2l:
+
+    from utils import torch as xt        # or
+    from utils import tensorflow as xt
+
+Import the PyTorch backend before the TensorFlow one when a process uses both (DESIGN.md, sec. 7).
+"""
+from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image, sample_images
+from .labels import class_index, imagenet_classes
+from .localization import box_from_heatmap, iou, localization_accuracy, mass_fraction
+from .models import EMBEDDED_MODEL, MODEL_NAMES, Predictions, Preprocessing
+from .plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions
+from .shapes import SHAPE_CLASSES, ShapesDataset, make_shapes
+
+REPO_URL = "https://github.com/seeing-cnns/seeing-cnns"
+
+__all__ = [
+    "EMBEDDED_MODEL", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES", "SHAPE_CLASSES",
+    "ShapesDataset", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index", "draw_box",
+    "imagenet_classes", "iou", "load_image", "localization_accuracy", "make_shapes", "mass_fraction",
+    "overlay", "prepare_images", "sample_image", "sample_images", "show_grid", "show_heatmap",
+    "show_predictions",
+]

@@ -1,0 +1,164 @@
+"""Heatmap overlays, boxes and figure grids (matplotlib only; pyplot is imported on first use)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import skimage.transform
+
+from .images import as_rgb_uint8
+
+FIGURE_DPI = 90
+
+
+def _as_float_rgb(image) -> np.ndarray:
+    """An image as HxWx3 float32 in [0, 1]: uint8 images go through `as_rgb_uint8`."""
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f":
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected a float image of shape (H, W, 3), got shape {image.shape}")
+        if not (np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1):
+            raise ValueError("a float image must hold finite values in [0, 1]; pass uint8 pixels otherwise")
+        return image.astype(np.float32)
+    return as_rgb_uint8(image).astype(np.float32) / 255
+
+
+def overlay(image, heatmap, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend a colour-mapped heatmap onto an image: (1 - alpha) * image + alpha * colour.
+
+    The heatmap (h, w) is resized bilinearly to the image when their sizes differ; NaN becomes
+    0 and values are clipped to [0, 1] (no wrap-around, no renormalisation). Returns (H, W, 3)
+    float32 in [0, 1].
+    """
+    picture = _as_float_rgb(image)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2 or heat.size == 0:
+        raise ValueError(f"expected one heatmap of shape (h, w), got shape {heat.shape}")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    heat = np.clip(np.nan_to_num(heat, nan=0.0), 0, 1)
+    if heat.shape != picture.shape[:2]:
+        # bilinear on pixel centres, edge values held at the border: as torch's and TF's resizing
+        heat = skimage.transform.resize(heat, picture.shape[:2], order=1, mode="edge")
+    colour = matplotlib.colormaps[cmap](heat)[..., :3]
+    return ((1 - alpha) * picture + alpha * colour).astype(np.float32)
+
+
+def draw_box(ax, box, color="lime", label=None, linewidth=2, linestyle="-"):
+    """Draw a half-open (x0, y0, x1, y1) pixel box on an imshow axis; returns the Rectangle.
+
+    imshow puts pixel centres at integers, so the box's edges lie at x0 - 0.5 and x1 - 0.5.
+    """
+    from matplotlib.patches import Rectangle
+
+    box = np.asarray(box)
+    if box.shape != (4,):
+        raise ValueError(f"expected one box (x0, y0, x1, y1), got shape {box.shape}")
+    x0, y0, x1, y1 = box.tolist()
+    rectangle = Rectangle(
+        (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0,
+        fill=False, edgecolor=color, linewidth=linewidth, linestyle=linestyle,
+    )
+    ax.add_patch(rectangle)
+    if label is not None:
+        ax.text(x0 - 0.5, y0 - 0.5, label, color="black", backgroundcolor=color, fontsize=8, va="bottom")
+    return rectangle
+
+
+def show_heatmap(ax, image, heatmap=None, title=None, alpha=0.5, cmap="jet", box=None, true_box=None):
+    """Show an image, or its overlay with `heatmap`, with a predicted (lime) and a true (red dashed) box."""
+    picture = _as_float_rgb(image) if heatmap is None else overlay(image, heatmap, alpha, cmap)
+    ax.imshow(picture)
+    ax.axis("off")
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    if true_box is not None:
+        draw_box(ax, true_box, color="red", linestyle="--")
+    if box is not None:
+        draw_box(ax, box, color="lime")
+    return ax
+
+
+def _per_image(values, count: int, name: str) -> list:
+    """`values` as a list with one entry per image, or Nones when it is None."""
+    if values is None:
+        return [None] * count
+    if len(values) != count:
+        raise ValueError(f"{name} has {len(values)} entries but there are {count} images")
+    return list(values)
+
+
+def show_grid(
+    images, heatmaps=None, titles=None, ncols=4, boxes=None, true_boxes=None, alpha=0.5, cmap="jet", size=2.5
+):
+    """A grid of images (B, H, W, 3) or a list, with optional heatmaps, titles and boxes; returns the Figure.
+
+    `size` is each panel's side in inches; axes left over in the last row are hidden.
+    """
+    import matplotlib.pyplot as plt
+
+    count = len(images)
+    if count == 0:
+        raise ValueError("no images to show")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    per_image = [
+        _per_image(heatmaps, count, "heatmaps"),
+        _per_image(titles, count, "titles"),
+        _per_image(boxes, count, "boxes"),
+        _per_image(true_boxes, count, "true_boxes"),
+    ]
+    ncols = min(ncols, count)
+    nrows = math.ceil(count / ncols)
+    figure, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows), dpi=FIGURE_DPI, squeeze=False
+    )
+    try:
+        for ax, image, heatmap, title, box, true_box in zip(axes.flat, images, *per_image):
+            show_heatmap(ax, image, heatmap, title, alpha, cmap, box, true_box)
+    except Exception:
+        plt.close(figure)  # no half-drawn figure left for the next plt.show()
+        raise
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
+def show_predictions(images, names, probs, titles=None):
+    """Each image beside a bar chart of its top-k class names and probabilities; returns the Figure.
+
+    names: one list of k class names per image; probs: (B, k) probabilities, best first.
+    """
+    import matplotlib.pyplot as plt
+
+    probs = np.asarray(probs, dtype=np.float64)
+    count = len(images)
+    if count == 0 or probs.ndim != 2 or len(probs) != count or len(names) != count:
+        raise ValueError(
+            f"need one row of names and probs per image: {count} images, "
+            f"{len(names)} name lists, probs of shape {probs.shape}"
+        )
+    if any(len(top_names) != probs.shape[1] for top_names in names):
+        raise ValueError(f"each image needs {probs.shape[1]} class names, one per probability")
+    titles = _per_image(titles, count, "titles")
+    figure, axes = plt.subplots(
+        count, 2, figsize=(7, 2.2 * count), dpi=FIGURE_DPI, squeeze=False, width_ratios=[1, 1.6]
+    )
+    try:
+        for (image_ax, bar_ax), image, top_names, top_probs, title in zip(axes, images, names, probs, titles):
+            show_heatmap(image_ax, image, title=title)
+            rows = np.arange(len(top_probs))
+            bar_ax.barh(rows, top_probs, color="tab:blue")
+            bar_ax.set_yticks(rows, labels=list(top_names), fontsize=8)
+            bar_ax.invert_yaxis()  # best class on top
+            bar_ax.set_xlim(0, 1)
+            bar_ax.set_xlabel("probability", fontsize=8)
+            for row, p in zip(rows, top_probs):
+                bar_ax.text(min(p, 0.8) + 0.02, row, f"{p:.2f}", va="center", fontsize=8)
+    except Exception:
+        plt.close(figure)
+        raise
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,47 @@
+"""TensorFlow plumbing shared by the backend: device, seeds and threads, input batches, predictions."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .. import models as spec
+from ..images import prepare_images
+
+
+def best_device() -> str:
+    """'/GPU:0' when TensorFlow sees a GPU, else '/CPU:0'."""
+    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+
+
+def seed_everything(seed: int = 0, threads: int | None = None) -> None:
+    """Seed Python, numpy and TensorFlow, make ops deterministic, and set TensorFlow's thread counts.
+
+    Thread counts can only change before TensorFlow runs its first op; later calls keep the old ones.
+    """
+    spec.seed_python_and_numpy(seed)
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    threads = threads or spec.default_threads()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # the runtime is already initialised
+        pass
+
+
+def preprocess(images, model: keras.Model | None = None, preprocessing: spec.Preprocessing | None = None,
+               device: str | None = None) -> tf.Tensor:
+    """HxWx3 uint8 RGB image(s) -> the model's normalised (B, H, W, 3) float32 batch on `device`.
+
+    The resizing and the normalisation follow `model.preprocessing` (default: the embedded model's).
+    """
+    preprocessing = preprocessing or getattr(model, "preprocessing", spec.EFFICIENTNET_LITE0_INPUT)
+    pixels = prepare_images(images, preprocessing.size)
+    with tf.device(device or best_device()):
+        return tf.identity(tf.convert_to_tensor(preprocessing.normalise(pixels)))
+
+
+def predict(model: keras.Model, x, top: int = 5) -> spec.Predictions:
+    """Top-`top` class indices, names and softmax probabilities for each image of the batch `x`."""
+    probs = tf.nn.softmax(model(x, training=False), axis=-1).numpy()
+    return spec.top_k(probs, top, getattr(model, "class_names", None))

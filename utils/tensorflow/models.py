@@ -1,0 +1,135 @@
+"""Keras models: the embedded EfficientNet-Lite0, the zoo's VGG16/ResNet50, the small shape nets.
+
+Layer names follow keras.applications' style; the comments give the PyTorch twin's module names.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from keras import layers
+
+from .. import models as spec
+from ..weights import efficientnet_lite0_state_dict
+
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, act: bool = True, depthwise: bool = False):
+    if depthwise:
+        x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    else:
+        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(epsilon=1e-3, momentum=0.99, name=f"{name}_bn")(x)
+    return layers.ReLU(max_value=6.0, name=f"{name}_relu")(x) if act else x
+
+
+def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000, dropout: float = 0.2) -> keras.Model:
+    """EfficientNet-Lite0 as a functional Keras model (Keras 'same' padding is TensorFlow's, as trained).
+
+    `head_relu` is the last convolutional feature map (7 x 7 x 1280 at 224 px), the one CAM uses.
+    """
+    inputs = keras.Input((None, None, 3), name="image")
+    x = _conv_bn(inputs, spec.EFFICIENTNET_LITE0_STEM, 3, 2, "stem")  # features.stem
+    for i, block in enumerate(spec.EFFICIENTNET_LITE0_BLOCKS):  # features.block{i}
+        shortcut = x
+        hidden = block.in_channels * block.expand_ratio
+        if block.expand_ratio != 1:
+            x = _conv_bn(x, hidden, 1, 1, f"block{i}_expand")
+        x = _conv_bn(x, hidden, block.kernel_size, block.stride, f"block{i}_depthwise", depthwise=True)
+        x = _conv_bn(x, block.out_channels, 1, 1, f"block{i}_project", act=False)
+        if block.stride == 1 and block.in_channels == block.out_channels:
+            x = layers.Add(name=f"block{i}_add")([shortcut, x])
+    x = _conv_bn(x, spec.EFFICIENTNET_LITE0_FEATURES, 1, 1, "head")  # features.head
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="predictions")(x)  # classifier (logits, no softmax)
+    model = keras.Model(inputs, outputs, name="efficientnet_lite0")
+    if pretrained:
+        _load_efficientnet_lite0_weights(model)
+    model.preprocessing = spec.EFFICIENTNET_LITE0_INPUT
+    return model
+
+
+def _torch_prefix(layer_name: str) -> tuple[str, str]:
+    """Keras layer name ('block3_expand_bn') -> (the state dict's prefix, 'conv' | 'bn')."""
+    scope, kind = layer_name.rsplit("_", 1)
+    if scope == "stem":
+        return {"conv": "_conv_stem", "bn": "_bn0"}[kind], kind
+    if scope == "head":
+        return {"conv": "_conv_head", "bn": "_bn1"}[kind], kind
+    block, stage = scope.split("_")
+    index = block.removeprefix("block")
+    name = {"conv": {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"},
+            "bn": {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}}[kind][stage]
+    return f"_blocks.{index}.{name}", kind
+
+
+def _load_efficientnet_lite0_weights(model: keras.Model) -> None:
+    """Convert the PyTorch state dict: OIHW -> HWIO kernels, (C,1,k,k) -> (k,k,C,1) depthwise, W -> W.T."""
+    state = efficientnet_lite0_state_dict()
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            layer.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
+        elif isinstance(layer, layers.BatchNormalization):
+            prefix, _ = _torch_prefix(layer.name)
+            layer.set_weights([state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")])
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            layer.set_weights([state[f"{_torch_prefix(layer.name)[0]}.weight"].transpose(2, 3, 0, 1)])
+        elif isinstance(layer, layers.Conv2D):
+            layer.set_weights([state[f"{_torch_prefix(layer.name)[0]}.weight"].transpose(2, 3, 1, 0)])
+
+
+def _zoo_model(name: str, pretrained: bool) -> keras.Model:
+    builder = {"vgg16": keras.applications.VGG16, "resnet50": keras.applications.ResNet50}[name]
+    try:
+        # classifier_activation=None: the model returns logits, as the methods need pre-softmax scores.
+        model = builder(weights="imagenet" if pretrained else None, classifier_activation=None)
+    except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...") offline
+        if not isinstance(error, OSError) and "URL fetch failure" not in str(error):
+            raise
+        raise spec.offline_error(name, error) from error
+    model.preprocessing = spec.KERAS_CAFFE_INPUT
+    return model
+
+
+def load_model(name: str = spec.EMBEDDED_MODEL, pretrained: bool = True) -> keras.Model:
+    """A Keras model with `.preprocessing` set; it runs on the best device (TensorFlow places ops).
+
+    "efficientnet_lite0" is embedded (works offline); "vgg16" and "resnet50" come from
+    keras.applications and need a network connection when `pretrained` is true.
+    """
+    name = spec.check_model_name(name)
+    return efficientnet_lite0(pretrained) if name == spec.EMBEDDED_MODEL else _zoo_model(name, pretrained)
+
+
+def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, width: int = 32, depth: int = 3,
+              class_names=None, hidden: int = 128) -> keras.Model:
+    """The SmallCNN of the PyTorch backend as a Keras model (same layers, channels last).
+
+    `last_relu` is the last convolutional feature map, at input_size / 2**depth.
+    """
+    spec.check_small_cnn_args(head, num_classes, input_size, depth)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x, channels = inputs, width
+    for i in range(depth):
+        channels = width * 2 ** min(i, 2)
+        x = _small_conv(x, channels, f"conv{i + 1}")
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = _small_conv(x, channels, "last")
+    if head == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(hidden, activation="relu", name="fc")(x)
+    else:
+        pool = layers.GlobalAveragePooling2D if head == "gap" else layers.GlobalMaxPooling2D
+        x = pool(name=head)(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    model = keras.Model(inputs, outputs, name=f"small_cnn_{head}")
+    model.preprocessing = dataclasses.replace(spec.SHAPES_INPUT, size=input_size)
+    model.class_names = tuple(class_names) if class_names is not None else None
+    return model
+
+
+def _small_conv(x, filters: int, name: str):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)

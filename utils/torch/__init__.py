@@ -1,0 +1,25 @@
+"""The PyTorch backend: `from utils import torch as xt`.
+
+Same public names and behaviour as `utils.tensorflow`.
+"""
+import sys as _sys
+
+if "tensorflow" in _sys.modules and "torchvision" not in _sys.modules:
+    # Measured here: torchvision (it loads triton) after tensorflow kills the process with a
+    # segmentation fault. Fail with an explanation instead.
+    raise ImportError(
+        "import utils.torch (or torch and torchvision) before tensorflow: loading torchvision "
+        "after tensorflow crashes this process. Restart the kernel and swap the two imports."
+    )
+
+import torch as _torch  # noqa: E402
+import torchvision as _torchvision  # noqa: E402,F401
+
+from .core import best_device, model_device, predict, preprocess, seed_everything  # noqa: E402
+from .models import EfficientNetLite0, SmallCNN, efficientnet_lite0, load_model, small_cnn  # noqa: E402
+
+FRAMEWORK = "torch"
+
+# The public names both backends share (a test keeps the two lists equal).
+__all__ = ["FRAMEWORK", "best_device", "efficientnet_lite0", "load_model", "predict", "preprocess",
+           "seed_everything", "small_cnn"]

@@ -1,0 +1,50 @@
+"""PyTorch plumbing shared by the backend: device, seeds and threads, input batches, predictions."""
+from __future__ import annotations
+
+import torch
+
+from .. import models as spec
+from ..images import prepare_images
+
+
+def best_device() -> torch.device:
+    """CUDA when there is a GPU, then Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, threads: int | None = None) -> None:
+    """Seed Python, numpy and torch, make cuDNN deterministic, and set torch's thread count."""
+    spec.seed_python_and_numpy(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.set_num_threads(threads or spec.default_threads())
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def preprocess(images, model: torch.nn.Module | None = None, preprocessing: spec.Preprocessing | None = None,
+               device=None) -> torch.Tensor:
+    """HxWx3 uint8 RGB image(s) -> the model's normalised (B, 3, H, W) float32 batch on its device.
+
+    The resizing and the normalisation follow `model.preprocessing` (default: the embedded model's).
+    """
+    preprocessing = preprocessing or getattr(model, "preprocessing", spec.EFFICIENTNET_LITE0_INPUT)
+    pixels = prepare_images(images, preprocessing.size)
+    x = torch.from_numpy(preprocessing.normalise(pixels)).permute(0, 3, 1, 2).contiguous()
+    device = device or (model_device(model) if model is not None else best_device())
+    return x.to(device)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, top: int = 5) -> spec.Predictions:
+    """Top-`top` class indices, names and softmax probabilities for each image of the batch `x`."""
+    probs = torch.softmax(model(x), dim=1).float().cpu().numpy()
+    return spec.top_k(probs, top, getattr(model, "class_names", None))

@@ -1,0 +1,170 @@
+"""PyTorch models: the embedded EfficientNet-Lite0, the zoo's VGG16/ResNet50, the small shape nets."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from .. import models as spec
+from ..weights import efficientnet_lite0_state_dict
+from .core import best_device
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow's 'SAME' padding (extra pixel at the bottom/right), as the weights expect."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers = [("conv", SameConv2d(cin, cout, kernel, stride, groups=groups, bias=False)),
+              ("bn", nn.BatchNorm2d(cout, eps=1e-3))]
+    if act:
+        layers.append(("act", nn.ReLU6()))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class MBConv(nn.Module):
+    """Inverted residual block (MobileNetV2 / EfficientNet-Lite): expand 1x1, depthwise kxk, project 1x1."""
+
+    def __init__(self, block: spec.MBConvSpec):
+        super().__init__()
+        hidden = block.in_channels * block.expand_ratio
+        self.expand = conv_bn(block.in_channels, hidden, 1) if block.expand_ratio != 1 else nn.Identity()
+        self.depthwise = conv_bn(hidden, hidden, block.kernel_size, block.stride, groups=hidden)
+        self.project = conv_bn(hidden, block.out_channels, 1, act=False)
+        self.residual = block.stride == 1 and block.in_channels == block.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0: features (stem, 16 blocks, head conv) -> GAP -> dropout -> linear.
+
+    `features.head` is the last convolutional feature map (1280 x 7 x 7 at 224 px), the one CAM uses.
+    """
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        layers = [("stem", conv_bn(3, spec.EFFICIENTNET_LITE0_STEM, 3, 2))]
+        layers += [(f"block{i}", MBConv(block)) for i, block in enumerate(spec.EFFICIENTNET_LITE0_BLOCKS)]
+        layers.append(("head", conv_bn(spec.EFFICIENTNET_LITE0_BLOCKS[-1].out_channels, spec.EFFICIENTNET_LITE0_FEATURES, 1)))
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(spec.EFFICIENTNET_LITE0_FEATURES, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.flatten(self.pool(self.features(x)))))
+
+
+def _efficientnet_lite0_key(name: str) -> str:
+    """Our parameter name -> the name in the package's state dict (lukemelas-style port)."""
+    parts = name.split(".")
+    if parts[0] == "classifier":
+        return "_fc." + parts[1]
+    where, rest = parts[1], parts[2:]
+    if where == "stem":
+        return {"conv": "_conv_stem", "bn": "_bn0"}[rest[0]] + "." + rest[1]
+    if where == "head":
+        return {"conv": "_conv_head", "bn": "_bn1"}[rest[0]] + "." + rest[1]
+    stage, layer, leaf = rest
+    index = where.removeprefix("block")
+    prefix = {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"}[stage]
+    if layer == "bn":
+        prefix = {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}[stage]
+    return f"_blocks.{index}.{prefix}.{leaf}"
+
+
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
+    model = EfficientNetLite0()
+    if pretrained:
+        source = efficientnet_lite0_state_dict()
+        state = {name: torch.from_numpy(source[_efficientnet_lite0_key(name)].copy())
+                 for name in model.state_dict()}
+        model.load_state_dict(state)
+    model.preprocessing = spec.EFFICIENTNET_LITE0_INPUT
+    return model
+
+
+def _zoo_model(name: str, pretrained: bool) -> nn.Module:
+    builder = getattr(torchvision.models, name)
+    try:
+        model = builder(weights="DEFAULT" if pretrained else None)
+    except OSError as error:  # urllib's URLError is an OSError
+        raise spec.offline_error(name, error) from error
+    model.preprocessing = spec.TORCHVISION_INPUT
+    return model
+
+
+def load_model(name: str = spec.EMBEDDED_MODEL, pretrained: bool = True, device=None) -> nn.Module:
+    """A model in eval mode on `device` (default: the best one here), with `.preprocessing` set.
+
+    "efficientnet_lite0" is embedded (works offline); "vgg16" and "resnet50" come from torchvision's
+    zoo and need a network connection when `pretrained` is true.
+    """
+    name = spec.check_model_name(name)
+    model = efficientnet_lite0(pretrained) if name == spec.EMBEDDED_MODEL else _zoo_model(name, pretrained)
+    return model.eval().to(device or best_device())
+
+
+class SmallCNN(nn.Module):
+    """A small CNN for the synthetic shapes: `depth` conv+pool stages, a last conv, then a head.
+
+    head "gap": global average pooling -> linear (CAM applies);
+    head "gmp": global max pooling -> linear (the CAM paper's contrast);
+    head "flatten": flatten -> linear -> ReLU -> linear (no CAM; Grad-CAM still works).
+    `features.last` is the last convolutional feature map, at input_size / 2**depth.
+    """
+
+    def __init__(self, head: str = "gap", num_classes: int = 5, input_size: int = 64, width: int = 32,
+                 depth: int = 3, hidden: int = 128):
+        super().__init__()
+        spec.check_small_cnn_args(head, num_classes, input_size, depth)
+        layers, cin = [], 3
+        for i in range(depth):
+            cout = width * 2 ** min(i, 2)
+            layers += [(f"conv{i + 1}", self._conv(cin, cout)), (f"pool{i + 1}", nn.MaxPool2d(2))]
+            cin = cout
+        layers.append(("last", self._conv(cin, cin)))
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.head_type = head
+        if head == "flatten":
+            side = input_size // 2**depth
+            self.pool = nn.Flatten()
+            self.classifier = nn.Sequential(OrderedDict(
+                fc=nn.Linear(cin * side * side, hidden), relu=nn.ReLU(), out=nn.Linear(hidden, num_classes)))
+        else:
+            pool = nn.AdaptiveAvgPool2d(1) if head == "gap" else nn.AdaptiveMaxPool2d(1)
+            self.pool = nn.Sequential(pool, nn.Flatten())
+            self.classifier = nn.Linear(cin, num_classes)
+
+    @staticmethod
+    def _conv(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                                         bn=nn.BatchNorm2d(cout), relu=nn.ReLU()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, width: int = 32, depth: int = 3,
+              class_names=None, device=None) -> SmallCNN:
+    """A freshly initialised SmallCNN on `device`, with `.preprocessing` and `.class_names` set."""
+    model = SmallCNN(head, num_classes, input_size, width, depth)
+    model.preprocessing = dataclasses.replace(spec.SHAPES_INPUT, size=input_size)
+    model.class_names = tuple(class_names) if class_names is not None else None
+    return model.to(device or best_device())
