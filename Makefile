@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test clean
+.PHONY: lab test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -e ".[all,bench]"
+	$(BIN)/python scripts/benchmark.py --framework both
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,218 @@
+"""Speed of our Grad-CAM and SmoothGrad against their floors and the established libraries.
+
+Side by side in one process, same model, batch, input and device (DESIGN.md sec. 8):
+  floor     Grad-CAM: one forward plus the backward to the layer; SmoothGrad: n forward-and-backward
+            passes to the input, in the same chunks of `batch_size` images.
+  ours      utils.torch / utils.tensorflow.
+  libraries pytorch-grad-cam and Captum (torch), tf-keras-vis (TensorFlow): `pip install -e ".[bench]"`.
+Figures are medians of --repeats runs after warm-up; ratios are the ones to quote.
+
+    python scripts/benchmark.py --framework torch --batch 8 --device cuda
+    python scripts/benchmark.py --framework tensorflow --batch 2 --smooth-n 10
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def median_ms(run, repeats: int, sync=lambda: None) -> float:
+    run()  # warm-up: compilation, allocator, caches
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def images(batch: int):
+    import utils
+
+    photos = [utils.sample_image(name) for name in utils.SAMPLE_NAMES] + [utils.cat_and_coffee()]
+    return [photos[i % len(photos)] for i in range(batch)]
+
+
+def bench_torch(args) -> dict:
+    import torch
+
+    import utils.torch as xt
+
+    device = torch.device(args.device) if args.device else xt.best_device()
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model(args.model, pretrained=False, device=device)
+    x = xt.preprocess(images(args.batch), model)
+    layer_name = xt.feature_layers(model, x)[-1]
+    layer = dict(model.named_modules())[layer_name]
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    results = {}
+
+    def floor_grad_cam():
+        captured = []
+        handle = layer.register_forward_hook(lambda m, i, o: captured.append(o))
+        try:
+            logits = model(x)
+        finally:
+            handle.remove()
+        torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), captured[0])
+
+    results["grad_cam floor (forward + backward to the layer)"] = median_ms(floor_grad_cam, args.repeats, sync)
+    results["grad_cam ours"] = median_ms(lambda: xt.grad_cam(model, x, targets.tolist(), layer_name), args.repeats, sync)
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        reference = GradCAM(model=model, target_layers=[layer])
+        classes = [ClassifierOutputTarget(int(t)) for t in targets]
+        results["grad_cam pytorch-grad-cam 1.5.7"] = median_ms(
+            lambda: reference(input_tensor=x, targets=classes), args.repeats, sync)
+        reference.activations_and_grads.release()
+    except ImportError:
+        print("pytorch-grad-cam not installed: pip install -e '.[bench]'")
+    try:
+        from captum.attr import LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
+
+        captum_cam = LayerGradCam(model, layer)
+
+        def captum_grad_cam():
+            maps = captum_cam.attribute(x, target=targets, relu_attributions=True)
+            return LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+        results["grad_cam captum 0.9.0 LayerGradCam"] = median_ms(captum_grad_cam, args.repeats, sync)
+    except ImportError:
+        print("captum not installed: pip install -e '.[bench]'")
+        NoiseTunnel = None
+
+    n, chunk = args.smooth_n, args.smooth_batch
+
+    def floor_smooth_grad():
+        for start in range(0, n * args.batch, chunk):
+            index = torch.arange(start, min(start + chunk, n * args.batch), device=device) % args.batch
+            leaf = (x[index] + 0.1 * torch.randn_like(x[index])).requires_grad_(True)
+            torch.autograd.grad(model(leaf).gather(1, targets[index, None]).sum(), leaf)
+
+    results[f"smooth_grad n={n} floor (batched forward + backward)"] = median_ms(floor_smooth_grad, args.repeats, sync)
+    results[f"smooth_grad n={n} ours"] = median_ms(
+        lambda: xt.smooth_grad(model, x, targets.tolist(), n=n, batch_size=chunk), args.repeats, sync)
+    if NoiseTunnel is not None:
+        tunnel = NoiseTunnel(Saliency(model))
+        spread = 0.15 * float(x.max() - x.min())
+        results[f"smooth_grad n={n} captum 0.9.0 NoiseTunnel"] = median_ms(
+            lambda: tunnel.attribute(x, nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=max(1, chunk // args.batch),
+                                     stdevs=spread, target=targets), args.repeats, sync)
+    return {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+            "framework": f"torch {torch.__version__}", "results_ms": results}
+
+
+def bench_tensorflow(args) -> dict:
+    import tensorflow as tf
+
+    import utils.tensorflow as xt
+
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model(args.model, pretrained=False)
+    x = xt.preprocess(images(args.batch), model)
+    layer_name = xt.feature_layers(model, x)[-1]
+    targets = tf.argmax(model(x, training=False), axis=1)
+    results = {}
+    tapped = tf.keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+
+    @tf.function
+    def floor_grad_cam(batch):
+        with tf.GradientTape() as tape:
+            activations, logits = tapped(batch, training=False)
+            score = tf.reduce_sum(tf.gather(logits, targets, batch_dims=1))
+        # Return the activations too: after GAP -> Dense the gradient alone is a constant, and
+        # TensorFlow's graph optimiser would drop the whole network.
+        return activations, tape.gradient(score, activations)
+
+    results["grad_cam floor (compiled forward + backward to the layer)"] = median_ms(
+        lambda: [t.numpy() for t in floor_grad_cam(x)], args.repeats)
+    results["grad_cam ours"] = median_ms(lambda: xt.grad_cam(model, x, targets.numpy().tolist(), layer_name), args.repeats)
+    n, chunk = args.smooth_n, args.smooth_batch
+
+    @tf.function
+    def floor_gradients(batch, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            score = tf.reduce_sum(tf.gather(model(batch, training=False), classes, batch_dims=1))
+        return tape.gradient(score, batch)
+
+    def floor_smooth_grad():
+        for start in range(0, n * args.batch, chunk):
+            index = tf.range(start, min(start + chunk, n * args.batch)) % args.batch
+            batch = tf.gather(x, index)
+            floor_gradients(batch + 0.1 * tf.random.normal(tf.shape(batch)), tf.gather(targets, index)).numpy()
+
+    results[f"smooth_grad n={n} floor (compiled, batched)"] = median_ms(floor_smooth_grad, args.repeats)
+    results[f"smooth_grad n={n} ours"] = median_ms(
+        lambda: xt.smooth_grad(model, x, targets.numpy().tolist(), n=n, batch_size=chunk), args.repeats)
+    try:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.saliency import Saliency
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        score = CategoricalScore(targets.numpy().tolist())
+        gradcam = Gradcam(model, clone=True)
+        results["grad_cam tf-keras-vis 0.8.7 Gradcam"] = median_ms(
+            lambda: gradcam(score, x.numpy(), penultimate_layer=layer_name, seek_penultimate_conv_layer=False),
+            args.repeats)
+        saliency = Saliency(model, clone=True)
+        results[f"smooth_grad n={n} tf-keras-vis 0.8.7 Saliency"] = median_ms(
+            lambda: saliency(score, x.numpy(), smooth_samples=n, smooth_noise=0.15), args.repeats)
+    except ImportError:
+        print("tf-keras-vis not installed: pip install -e '.[bench]'")
+    return {"device": f"cpu ({tf.config.threading.get_intra_op_parallelism_threads()} intra-op threads)",
+            "framework": f"tensorflow {tf.__version__}", "results_ms": results}
+
+
+def report(name: str, result: dict) -> None:
+    print(f"\n{name} on {result['device']}, {result['framework']}")
+    rows = result["results_ms"]
+    for method in ("grad_cam", "smooth_grad"):
+        mine = [v for k, v in rows.items() if k.startswith(method) and k.endswith("ours")]
+        for key, value in rows.items():
+            if key.startswith(method):
+                ratio = f"  ours / this = {mine[0] / value:.2f}" if mine and not key.endswith("ours") else ""
+                print(f"  {key:58s} {value:9.1f} ms{ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--framework", choices=["torch", "tensorflow", "both"], default="both")
+    parser.add_argument("--model", default="resnet50", help="resnet50 (default), vgg16 or efficientnet_lite0")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--smooth-n", type=int, default=10, help="SmoothGrad samples (the issue quotes 10 on CPU, 50 on GPU)")
+    parser.add_argument("--smooth-batch", type=int, default=20, help="images per forward/backward in SmoothGrad")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default=None, help="torch device (default: the best one)")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+    results = {"args": vars(args)}
+    if args.framework in ("torch", "both"):  # torch first: it must be imported before tensorflow
+        results["torch"] = bench_torch(args)
+        report("torch", results["torch"])
+    if args.framework in ("tensorflow", "both"):
+        results["tensorflow"] = bench_tensorflow(args)
+        report("tensorflow", results["tensorflow"])
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
