@@ -5,7 +5,8 @@ Side by side in one process, same model, batch, input and device (DESIGN.md sec.
             passes to the input, in the same chunks of `batch_size` images.
   ours      utils.torch / utils.tensorflow.
   libraries pytorch-grad-cam and Captum (torch), tf-keras-vis (TensorFlow): `pip install -e ".[bench]"`.
-Figures are medians of --repeats runs after warm-up; ratios are the ones to quote.
+Figures are medians of --repeats rounds after warm-up, the cases of a method interleaved
+round by round; ratios are the ones to quote.
 
     python scripts/benchmark.py --framework torch --batch 8 --device cuda
     python scripts/benchmark.py --framework tensorflow --batch 2 --smooth-n 10
@@ -25,16 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def median_ms(run, repeats: int, sync=lambda: None) -> float:
-    run()  # warm-up: compilation, allocator, caches
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_ms(cases: dict, repeats: int, sync=lambda: None) -> dict[str, float]:
+    """Median milliseconds of each case, timed round by round (a, b, c, a, b, c, ...) after one
+    warm-up each, so that drift in the machine's load falls on every case alike."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for run in cases.values():  # warm-up: compilation, allocator, caches
         run()
         sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    for _ in range(repeats):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            sync()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def images(batch: int):
@@ -69,17 +74,15 @@ def bench_torch(args) -> dict:
             handle.remove()
         torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), captured[0])
 
-    results["grad_cam floor (forward + backward to the layer)"] = median_ms(floor_grad_cam, args.repeats, sync)
-    results["grad_cam ours"] = median_ms(lambda: xt.grad_cam(model, x, targets.tolist(), layer_name), args.repeats, sync)
+    results["grad_cam floor (forward + backward to the layer)"] = floor_grad_cam
+    results["grad_cam ours"] = lambda: xt.grad_cam(model, x, targets.tolist(), layer_name)
     try:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         reference = GradCAM(model=model, target_layers=[layer])
         classes = [ClassifierOutputTarget(int(t)) for t in targets]
-        results["grad_cam pytorch-grad-cam 1.5.7"] = median_ms(
-            lambda: reference(input_tensor=x, targets=classes), args.repeats, sync)
-        reference.activations_and_grads.release()
+        results["grad_cam pytorch-grad-cam 1.5.7"] = lambda: reference(input_tensor=x, targets=classes)
     except ImportError:
         print("pytorch-grad-cam not installed: pip install -e '.[bench]'")
     try:
@@ -91,7 +94,7 @@ def bench_torch(args) -> dict:
             maps = captum_cam.attribute(x, target=targets, relu_attributions=True)
             return LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")
 
-        results["grad_cam captum 0.9.0 LayerGradCam"] = median_ms(captum_grad_cam, args.repeats, sync)
+        results["grad_cam captum 0.9.0 LayerGradCam"] = captum_grad_cam
     except ImportError:
         print("captum not installed: pip install -e '.[bench]'")
         NoiseTunnel = None
@@ -104,17 +107,20 @@ def bench_torch(args) -> dict:
             leaf = (x[index] + 0.1 * torch.randn_like(x[index])).requires_grad_(True)
             torch.autograd.grad(model(leaf).gather(1, targets[index, None]).sum(), leaf)
 
-    results[f"smooth_grad n={n} floor (batched forward + backward)"] = median_ms(floor_smooth_grad, args.repeats, sync)
-    results[f"smooth_grad n={n} ours"] = median_ms(
-        lambda: xt.smooth_grad(model, x, targets.tolist(), n=n, batch_size=chunk), args.repeats, sync)
+    results[f"smooth_grad n={n} floor (batched forward + backward)"] = floor_smooth_grad
+    results[f"smooth_grad n={n} ours"] = lambda: xt.smooth_grad(model, x, targets.tolist(), n=n, batch_size=chunk)
     if NoiseTunnel is not None:
         tunnel = NoiseTunnel(Saliency(model))
         spread = 0.15 * float(x.max() - x.min())
-        results[f"smooth_grad n={n} captum 0.9.0 NoiseTunnel"] = median_ms(
-            lambda: tunnel.attribute(x, nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=max(1, chunk // args.batch),
-                                     stdevs=spread, target=targets), args.repeats, sync)
+        results[f"smooth_grad n={n} captum 0.9.0 NoiseTunnel"] = lambda: tunnel.attribute(
+            x, nt_type="smoothgrad", nt_samples=n, nt_samples_batch_size=max(1, chunk // args.batch),
+            stdevs=spread, target=targets)
+    timings = {**interleaved_ms({k: v for k, v in results.items() if k.startswith("grad_cam")}, args.repeats, sync),
+               **interleaved_ms({k: v for k, v in results.items() if k.startswith("smooth_grad")}, args.repeats, sync)}
+    if "grad_cam pytorch-grad-cam 1.5.7" in results:
+        reference.activations_and_grads.release()
     return {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "framework": f"torch {torch.__version__}", "results_ms": results}
+            "framework": f"torch {torch.__version__}", "results_ms": timings}
 
 
 def bench_tensorflow(args) -> dict:
@@ -139,9 +145,8 @@ def bench_tensorflow(args) -> dict:
         # TensorFlow's graph optimiser would drop the whole network.
         return activations, tape.gradient(score, activations)
 
-    results["grad_cam floor (compiled forward + backward to the layer)"] = median_ms(
-        lambda: [t.numpy() for t in floor_grad_cam(x)], args.repeats)
-    results["grad_cam ours"] = median_ms(lambda: xt.grad_cam(model, x, targets.numpy().tolist(), layer_name), args.repeats)
+    results["grad_cam floor (compiled forward + backward to the layer)"] = lambda: [t.numpy() for t in floor_grad_cam(x)]
+    results["grad_cam ours"] = lambda: xt.grad_cam(model, x, targets.numpy().tolist(), layer_name)
     n, chunk = args.smooth_n, args.smooth_batch
 
     @tf.function
@@ -157,9 +162,8 @@ def bench_tensorflow(args) -> dict:
             batch = tf.gather(x, index)
             floor_gradients(batch + 0.1 * tf.random.normal(tf.shape(batch)), tf.gather(targets, index)).numpy()
 
-    results[f"smooth_grad n={n} floor (compiled, batched)"] = median_ms(floor_smooth_grad, args.repeats)
-    results[f"smooth_grad n={n} ours"] = median_ms(
-        lambda: xt.smooth_grad(model, x, targets.numpy().tolist(), n=n, batch_size=chunk), args.repeats)
+    results[f"smooth_grad n={n} floor (compiled, batched)"] = floor_smooth_grad
+    results[f"smooth_grad n={n} ours"] = lambda: xt.smooth_grad(model, x, targets.numpy().tolist(), n=n, batch_size=chunk)
     try:
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.saliency import Saliency
@@ -167,16 +171,17 @@ def bench_tensorflow(args) -> dict:
 
         score = CategoricalScore(targets.numpy().tolist())
         gradcam = Gradcam(model, clone=True)
-        results["grad_cam tf-keras-vis 0.8.7 Gradcam"] = median_ms(
-            lambda: gradcam(score, x.numpy(), penultimate_layer=layer_name, seek_penultimate_conv_layer=False),
-            args.repeats)
+        results["grad_cam tf-keras-vis 0.8.7 Gradcam"] = lambda: gradcam(
+            score, x.numpy(), penultimate_layer=layer_name, seek_penultimate_conv_layer=False)
         saliency = Saliency(model, clone=True)
-        results[f"smooth_grad n={n} tf-keras-vis 0.8.7 Saliency"] = median_ms(
-            lambda: saliency(score, x.numpy(), smooth_samples=n, smooth_noise=0.15), args.repeats)
+        results[f"smooth_grad n={n} tf-keras-vis 0.8.7 Saliency"] = lambda: saliency(
+            score, x.numpy(), smooth_samples=n, smooth_noise=0.15)
     except ImportError:
         print("tf-keras-vis not installed: pip install -e '.[bench]'")
+    timings = {**interleaved_ms({k: v for k, v in results.items() if k.startswith("grad_cam")}, args.repeats),
+               **interleaved_ms({k: v for k, v in results.items() if k.startswith("smooth_grad")}, args.repeats)}
     return {"device": f"cpu ({tf.config.threading.get_intra_op_parallelism_threads()} intra-op threads)",
-            "framework": f"tensorflow {tf.__version__}", "results_ms": results}
+            "framework": f"tensorflow {tf.__version__}", "results_ms": timings}
 
 
 def report(name: str, result: dict) -> None:
