@@ -658,3 +658,56 @@ def test_explain_messages_are_the_shared_ones():
     assert "grad_cam" in str(explain.no_cam_head("x"))
     assert set(xt.__all__) >= {"cam", "grad_cam", "saliency", "smooth_grad", "guided_backprop",
                                "guided_grad_cam", "feature_layers"}
+
+
+# ----------------------------------------------------------------------------------------------
+# strict=False: the CAM formula on a head that is not GAP -> Dense (the CAM paper's GMP networks)
+# ----------------------------------------------------------------------------------------------
+
+
+def small_gmp_net():
+    keras.utils.set_random_seed(3)
+    model = xt.small_cnn("gmp", num_classes=3, input_size=16, width=4, depth=2)
+    for layer in model.layers:  # BatchNorm statistics that are not the identity, so the test sees them
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, RNG.uniform(-0.5, 0.5, mean.shape).astype(np.float32),
+                               RNG.uniform(0.5, 2.0, var.shape).astype(np.float32)])
+    return model
+
+
+def test_cam_strict_false_is_the_formula_on_a_gmp_head():
+    model = small_gmp_net()
+    x = RNG.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    features = keras.Model(model.input, model.get_layer("last_relu").output)(x, training=False).numpy()
+    kernel, bias = (v.numpy() for v in (model.get_layer("logits").kernel, model.get_layer("logits").bias))
+    logits = model(x, training=False).numpy()
+    expected = np.einsum("bhwk,kc->bchw", features, kernel)  # M_c = sum_k w_k^c f_k
+    got = xt.cam(model, x, target=[0, 2], normalize=False, upsample=False, strict=False)
+    np.testing.assert_allclose(got, expected[[0, 1], [0, 2]], rtol=1e-5, atol=1e-5)
+    # GMP: the logit is the Dense layer applied to the spatial max, not the mean of the map
+    np.testing.assert_allclose(logits, features.max(axis=(1, 2)) @ kernel + bias, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got.mean(axis=(1, 2)) + bias[[0, 2]], logits[[0, 1], [0, 2]], atol=1e-2)
+    top1 = xt.cam(model, x, normalize=False, upsample=False, strict=False)  # target None: each image's top-1
+    np.testing.assert_allclose(top1, expected[[0, 1], logits.argmax(1)], rtol=1e-5, atol=1e-5)
+
+
+def test_cam_strict_true_still_refuses_a_gmp_head():
+    model = small_gmp_net()
+    x = RNG.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="not global average pooling.*use grad_cam"):
+        xt.cam(model, x)
+    with pytest.raises(ValueError, match="use grad_cam"):
+        xt.cam(model, x, strict=True)
+
+
+def test_cam_strict_false_changes_nothing_on_a_gap_head(tiny):
+    model, x, *_ = tiny
+    np.testing.assert_array_equal(xt.cam(model, x, target=1, strict=False), xt.cam(model, x, target=1))
+
+
+def test_cam_strict_false_still_needs_one_weight_per_channel():
+    keras.utils.set_random_seed(0)
+    model = xt.small_cnn("flatten", num_classes=3, input_size=16, width=4, depth=2)
+    with pytest.raises(ValueError, match="channels.*use grad_cam"):  # 8 channels, a Dense layer of 128 inputs
+        xt.cam(model, RNG.normal(size=(1, 16, 16, 3)).astype(np.float32), strict=False)

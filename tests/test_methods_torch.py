@@ -287,3 +287,56 @@ def test_a_constant_map_normalises_to_zeros():
         model[0].bias.fill_(1.0)
     maps = xt.grad_cam(model, torch.rand(2, 3, 4, 4), target=0)
     assert np.isfinite(maps).all() and not maps.any()
+
+
+# ---------------------------------------------------------------------------------------------
+# strict=False: the CAM formula on a head that is not GAP -> linear (the CAM paper's GMP networks)
+
+
+def small_gmp_net():
+    torch.manual_seed(3)
+    model = xt.small_cnn("gmp", num_classes=3, input_size=16, width=4, depth=2, device="cpu")
+    with torch.no_grad():  # BatchNorm statistics that are not the identity, so the test sees them
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_cam_strict_false_is_the_formula_on_a_gmp_head():
+    model, x = small_gmp_net(), torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        features = model.features(x)  # the last feature map, (B, K, h, w)
+        logits = model(x)
+        expected = torch.einsum("ck,bkhw->bchw", model.classifier.weight, features)  # M_c = sum_k w_k^c f_k
+        max_pooled = model.classifier(features.amax(dim=(2, 3)))
+        bias = model.classifier.bias.numpy()
+    got = xt.cam(model, x, target=[0, 2], normalize=False, upsample=False, strict=False)
+    np.testing.assert_allclose(got, expected[[0, 1], [0, 2]].numpy(), rtol=1e-5, atol=1e-6)
+    # GMP: the logit is the linear layer applied to the spatial max, not the mean of the map
+    np.testing.assert_allclose(logits.numpy(), max_pooled.numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got.mean(axis=(1, 2)) + bias[[0, 2]], logits[[0, 1], [0, 2]].numpy(), atol=1e-2)
+    top1 = xt.cam(model, x, normalize=False, upsample=False, strict=False)  # target None: each image's top-1
+    np.testing.assert_allclose(top1, expected[[0, 1], logits.argmax(1)].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cam_strict_true_still_refuses_a_gmp_head():
+    model, x = small_gmp_net(), torch.randn(2, 3, 16, 16)
+    with pytest.raises(ValueError, match="spatial mean.*use grad_cam"):
+        xt.cam(model, x)
+    with pytest.raises(ValueError, match="use grad_cam"):
+        xt.cam(model, x, strict=True)
+
+
+def test_cam_strict_false_changes_nothing_on_a_gap_head():
+    model, x = TinyGap(), tiny_input()
+    np.testing.assert_array_equal(xt.cam(model, x, target=1, layer="relu", strict=False),
+                                  xt.cam(model, x, target=1, layer="relu"))
+
+
+def test_cam_strict_false_still_needs_one_weight_per_channel():
+    torch.manual_seed(0)
+    model = xt.small_cnn("flatten", num_classes=3, input_size=16, width=4, depth=2, device="cpu").eval()
+    with pytest.raises(ValueError, match="channels.*use grad_cam"):  # 8 channels, a linear layer of 128 inputs
+        xt.cam(model, torch.randn(1, 3, 16, 16), strict=False)

@@ -118,7 +118,10 @@ def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, wid
     x = _small_conv(x, channels, "last")
     if head == "flatten":
         x = layers.Flatten(name="flatten")(x)
-        x = layers.Dense(hidden, activation="relu", name="fc")(x)
+        # BatchNorm after the wide first layer, as in PyTorch: without it the head does not train
+        x = layers.Dense(hidden, use_bias=False, name="fc")(x)
+        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="fc_bn")(x)
+        x = layers.ReLU(name="fc_relu")(x)
     else:
         pool = layers.GlobalAveragePooling2D if head == "gap" else layers.GlobalMaxPooling2D
         x = pool(name=head)(x)
@@ -131,5 +134,6 @@ def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, wid
 
 def _small_conv(x, filters: int, name: str):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # PyTorch's BatchNorm2d defaults (Keras' own are momentum 0.99, epsilon 1e-3): the same network in both
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)

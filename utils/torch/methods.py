@@ -244,12 +244,16 @@ def _channels_last(maps: torch.Tensor, normalize: bool) -> np.ndarray:
 
 
 def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
-        normalize: bool = True, upsample: bool = True) -> np.ndarray:
+        normalize: bool = True, upsample: bool = True, strict: bool = True) -> np.ndarray:
     """Class activation map (Zhou et al. 2016, eq. 2): M_c(x, y) = sum_k w_k^c f_k(x, y).
 
     f is the feature map that global average pooling reduces and w the linear layer after it. The
     head is checked on the batch itself: the logits must equal mean_xy(f) @ W.T + b, so that
     mean_xy M_c + b_c = logit_c. CAM is signed (no ReLU).
+
+    strict=False skips that check and only requires the last nn.Linear to take as many inputs as
+    f has channels: the same formula then applies to any pooling -> linear head, e.g. global max
+    pooling, as in the CAM paper's GAP-vs-GMP comparison (there mean_xy M_c + b_c is not the logit).
     """
     _check_input(model, x)
     with _inference(model):
@@ -266,7 +270,7 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None
                                           f"takes {linear.in_features} inputs")
             expected = linear(features.mean(dim=(2, 3)))
             tolerance = 1e-3 * (1 + logits.abs().max())
-            if not torch.allclose(expected, logits, rtol=0, atol=float(tolerance)):
+            if strict and not torch.allclose(expected, logits, rtol=0, atol=float(tolerance)):
                 raise explain.no_cam_head(f"the logits are not {linear_name!r} applied to the spatial mean of {name!r}")
             targets = _targets(target, logits)
             maps = torch.einsum("bk,bkhw->bhw", linear.weight[targets], features)

@@ -126,7 +126,7 @@ class SmallCNN(nn.Module):
 
     head "gap": global average pooling -> linear (CAM applies);
     head "gmp": global max pooling -> linear (the CAM paper's contrast);
-    head "flatten": flatten -> linear -> ReLU -> linear (no CAM; Grad-CAM still works).
+    head "flatten": flatten -> linear -> BN -> ReLU -> linear (no CAM; Grad-CAM still works).
     `features.last` is the last convolutional feature map, at input_size / 2**depth.
     """
 
@@ -145,8 +145,11 @@ class SmallCNN(nn.Module):
         if head == "flatten":
             side = input_size // 2**depth
             self.pool = nn.Flatten()
+            # BatchNorm after the wide first layer: without it, Adam's steps on its cin * side**2 inputs
+            # move the hidden units so far that the head does not train (measured: chance level).
             self.classifier = nn.Sequential(OrderedDict(
-                fc=nn.Linear(cin * side * side, hidden), relu=nn.ReLU(), out=nn.Linear(hidden, num_classes)))
+                fc=nn.Linear(cin * side * side, hidden, bias=False), bn=nn.BatchNorm1d(hidden), relu=nn.ReLU(),
+                out=nn.Linear(hidden, num_classes)))
         else:
             pool = nn.AdaptiveAvgPool2d(1) if head == "gap" else nn.AdaptiveMaxPool2d(1)
             self.pool = nn.Sequential(pool, nn.Flatten())
