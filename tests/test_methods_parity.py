@@ -52,7 +52,8 @@ def test_grad_cam_at_earlier_layers_agrees(pair, torch_layer, keras_layer, recor
 
 
 @pytest.mark.parametrize("method, kwargs", [("saliency", {}), ("guided_backprop", {}), ("guided_grad_cam", {}),
-                                            ("smooth_grad", {"n": 50, "seed": 0, "batch_size": 50})])
+                                            ("smooth_grad", {"n": 50, "seed": 0, "batch_size": 50}),
+                                            ("smooth_grad", {"n": 8, "seed": 0, "method": "grad_cam"})])
 def test_gradient_maps_correlate(pair, method, kwargs, record_property):
     (torch_model, x_torch), (keras_model, x_tf) = pair
     ours = getattr(xtt, method)(torch_model, x_torch, target=None, **kwargs)

@@ -58,9 +58,8 @@ def check_targets(target, batch_size: int, num_classes: int) -> np.ndarray | Non
     return targets
 
 
-def unknown_layer(name, valid: Sequence[str]) -> ValueError:
-    return ValueError(f"no layer named {name!r} in the model; convolutional feature maps you can use: "
-                      f"{', '.join(valid)}")
+def unknown_layer(name, valid: Sequence[str], what: str = "convolutional feature maps you can use") -> ValueError:
+    return ValueError(f"no layer named {name!r} in the model; {what}: {', '.join(valid)}")
 
 
 def not_a_feature_map(name: str, shape, valid: Sequence[str]) -> ValueError:
@@ -123,3 +122,16 @@ def check_smooth_grad(n: int, sigma: float, batch_size: int | None) -> None:
         raise ValueError(f"sigma is the noise level relative to each input's range (e.g. 0.15); got {sigma!r}")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+
+
+SMOOTH_GRAD_METHODS = ("saliency", "grad_cam")
+
+
+def check_smooth_grad_method(method: str, layer) -> None:
+    """The map SmoothGrad averages: 'saliency' (the input gradient) or 'grad_cam' (at `layer`)."""
+    if not isinstance(method, str) or method not in SMOOTH_GRAD_METHODS:
+        raise ValueError(f"method must be one of {', '.join(repr(m) for m in SMOOTH_GRAD_METHODS)} (the map that "
+                         f"SmoothGrad averages over the noisy copies), got {method!r}")
+    if method == "saliency" and layer is not None:
+        raise ValueError(f"layer={layer!r} is only for method='grad_cam': the saliency map is the gradient at the "
+                         "input, not at a layer; pass method='grad_cam' or leave layer out")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .. import models as spec
@@ -45,3 +46,11 @@ def predict(model: keras.Model, x, top: int = 5) -> spec.Predictions:
     """Top-`top` class indices, names and softmax probabilities for each image of the batch `x`."""
     probs = tf.nn.softmax(model(x, training=False), axis=-1).numpy()
     return spec.top_k(probs, top, getattr(model, "class_names", None))
+
+
+def probabilities(model: keras.Model, x, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return np.concatenate([tf.nn.softmax(model(x[start:start + batch_size], training=False), axis=-1).numpy()
+                           for start in range(0, int(x.shape[0]), batch_size)])

@@ -314,18 +314,23 @@ def _build_input_gradient(model_ref, image_shape, guided: bool):
     return input_gradient
 
 
+def _grad_cam_maps(model: keras.Model, x, targets, layer_name: str):
+    """Grad-CAM at one layer, raw and at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2), and the
+    layer's output shape; called while tracing."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        logits, features = _forward(model, x, tape=tape, tap=_find_layer(model, layer_name))
+        _, scores = _targets_and_scores(logits, targets)
+    grads = tape.gradient(scores, features)  # dS^c/dA^k_ij of each image's own score, (B, h, w, K)
+    features, grads = tf.cast(features, tf.float32), tf.cast(grads, tf.float32)
+    alpha = tf.reduce_mean(grads, axis=[1, 2])  # eq. 1: alpha_k^c, per image
+    return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, alpha)), tf.shape(features)  # eq. 2
+
+
 def _build_grad_cam(model_ref, image_shape, layer_name: str):
-    """Grad-CAM at one layer, raw and at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+    """Grad-CAM at one layer, raw and at the layer's resolution."""
     @_function(image_shape, _TARGETS)
     def grad_cam_raw(x, targets):
-        model = model_ref()
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            logits, features = _forward(model, x, tape=tape, tap=_find_layer(model, layer_name))
-            _, scores = _targets_and_scores(logits, targets)
-        grads = tape.gradient(scores, features)  # dS^c/dA^k_ij of each image's own score, (B, h, w, K)
-        features, grads = tf.cast(features, tf.float32), tf.cast(grads, tf.float32)
-        alpha = tf.reduce_mean(grads, axis=[1, 2])  # eq. 1: alpha_k^c, per image
-        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, alpha)), tf.shape(features)  # eq. 2
+        return _grad_cam_maps(model_ref(), x, targets, layer_name)
     return grad_cam_raw
 
 
@@ -379,16 +384,25 @@ def _hashed_normal(key: tf.Tensor, sample_ids: tf.Tensor, image_shape) -> tf.Ten
     return tf.reshape(normal, (-1, *image_shape))
 
 
+def _noisy_copies(x, noise_std, key, sample_ids, image_shape):
+    """Noisy samples x_{j % B} + s_{j % B} * noise_j for the given sample ids j, which images they copy, and B."""
+    batch = tf.shape(x, out_type=tf.int64)[0]
+    images = sample_ids % batch  # sample j is a noisy copy of image j % B
+    # Noise of sample j from (key, j): the same whatever the chunk size, and the same as PyTorch's.
+    noise = _hashed_normal(key, sample_ids, image_shape)
+    noisy = tf.gather(x, images) + noise * tf.gather(noise_std, images)[:, None, None, None]
+    return noisy, images, batch
+
+
+_SMOOTH_GRAD_SPECS = (tf.TensorSpec([None], tf.float32), _TARGETS, tf.TensorSpec([], tf.int64),
+                      tf.TensorSpec([None], tf.int64))
+
+
 def _build_smooth_grad(model_ref, image_shape, squared: bool):
     """Sum over one chunk of noisy samples of dS^c/dx (or its square), added up per image."""
-    @_function(image_shape, tf.TensorSpec([None], tf.float32), _TARGETS, tf.TensorSpec([], tf.int64),
-               tf.TensorSpec([None], tf.int64))
+    @_function(image_shape, *_SMOOTH_GRAD_SPECS)
     def noisy_gradient_sum(x, noise_std, targets, key, sample_ids):
-        batch = tf.shape(x, out_type=tf.int64)[0]
-        images = sample_ids % batch  # sample j is a noisy copy of image j % B
-        # Noise of sample j from (key, j): the same whatever the chunk size, and the same as PyTorch's.
-        noise = _hashed_normal(key, sample_ids, image_shape)
-        noisy = tf.gather(x, images) + noise * tf.gather(noise_std, images)[:, None, None, None]
+        noisy, images, batch = _noisy_copies(x, noise_std, key, sample_ids, image_shape)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(noisy)
             logits, _ = _forward(model_ref(), noisy)
@@ -398,6 +412,19 @@ def _build_smooth_grad(model_ref, image_shape, squared: bool):
             grads = tf.square(grads)
         return tf.math.unsorted_segment_sum(grads, images, batch)
     return noisy_gradient_sum
+
+
+def _build_smooth_grad_cam(model_ref, image_shape, layer_name: str, squared: bool):
+    """Sum over one chunk of noisy samples of the raw Grad-CAM map at one layer (or its square), added up
+    per image, at the layer's resolution; and the layer's output shape."""
+    @_function(image_shape, *_SMOOTH_GRAD_SPECS)
+    def noisy_grad_cam_sum(x, noise_std, targets, key, sample_ids):
+        noisy, images, batch = _noisy_copies(x, noise_std, key, sample_ids, image_shape)
+        maps, features_shape = _grad_cam_maps(model_ref(), noisy, tf.gather(targets, images), layer_name)
+        if squared:
+            maps = tf.square(maps)
+        return tf.math.unsorted_segment_sum(maps, images, batch), features_shape
+    return noisy_grad_cam_sum
 
 
 # ----------------------------------------------------------------------------------------------
@@ -529,7 +556,8 @@ def saliency(model: keras.Model, x, target=None, normalize: bool = True) -> np.n
 
 def smooth_grad(model: keras.Model, x, target=None, n: int = explain.SMOOTH_GRAD_DEFAULT_N,
                 sigma: float = explain.SMOOTH_GRAD_DEFAULT_SIGMA, batch_size: int | None = 32,
-                squared: bool = False, seed: int | None = None, normalize: bool = True) -> np.ndarray:
+                squared: bool = False, seed: int | None = None, normalize: bool = True,
+                method: str = "saliency", layer: str | None = None) -> np.ndarray:
     """SmoothGrad (Smilkov et al. 2017, eq. 3): the input gradient averaged over `n` noisy copies.
 
     Noise N(0, s^2) with s = sigma * (max - min) of each image; the target classes come from the
@@ -538,9 +566,17 @@ def smooth_grad(model: keras.Model, x, target=None, n: int = explain.SMOOTH_GRAD
     An int `seed` draws the noise from explain.hashed_normal: the same noise as in PyTorch, on any
     device; the result does not depend on `batch_size`.
     Returns max over channels of |mean gradient|, (B, H, W).
+
+    method="grad_cam": Smilkov et al. 2017 note that SmoothGrad can be applied to other gradient-based
+    maps (they combine it with Integrated Gradients and Guided BackProp); here to Grad-CAM at `layer`
+    (None: the last feature map). The same noisy copies, chunks and seed, the targets of the clean
+    images; the mean of the raw (ReLU'd) Grad-CAM maps at the layer's resolution (squared=True: of
+    their squares), upsampled bilinearly to the input and normalised like grad_cam. With sigma=0 it
+    is grad_cam. `layer` is only for method="grad_cam".
     """
     x = _image_batch(x)
     explain.check_smooth_grad(n, sigma, batch_size)
+    explain.check_smooth_grad_method(method, layer)
     targets = _targets(model, x, target)
     image_shape = tuple(x.shape[1:])
     if target is None:  # each clean image's top-1 class, once
@@ -550,9 +586,23 @@ def smooth_grad(model: keras.Model, x, target=None, n: int = explain.SMOOTH_GRAD
     # A seed gives the same noise as in PyTorch (explain.hashed_normal); without one, fresh noise from
     # numpy's global generator (xt.seed_everything seeds it).
     key = tf.constant(explain.hash_key(seed if seed is not None else np.random.randint(2**31)), tf.int64)
+    total, chunk = n * int(x.shape[0]), batch_size or n * int(x.shape[0])
+    if method == "grad_cam":
+        tap = _feature_layer(model, x, layer)
+        fn = _compiled(model, ("smooth_grad_cam", tap.name, bool(squared), image_shape),
+                       lambda ref: _build_smooth_grad_cam(ref, image_shape, tap.name, bool(squared)))
+        map_sum = None
+        for start in range(0, total, chunk):
+            part, features_shape = fn(x, noise_std, targets, key, tf.range(start, min(start + chunk, total),
+                                                                           dtype=tf.int64))
+            if map_sum is None:
+                _check_feature_shape(model, x, tap, features_shape.numpy())
+                map_sum = part
+            else:
+                map_sum += part
+        return _heatmap(map_sum / n, x, normalize, upsample=True)
     fn = _compiled(model, ("smooth_grad", bool(squared), image_shape),
                    lambda ref: _build_smooth_grad(ref, image_shape, bool(squared)))
-    total, chunk = n * int(x.shape[0]), batch_size or n * int(x.shape[0])
     grad_sum = tf.zeros_like(x)
     for start in range(0, total, chunk):  # chunks of noisy images, not a loop over images
         grad_sum += fn(x, noise_std, targets, key, tf.range(start, min(start + chunk, total), dtype=tf.int64))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-
+import numpy as np
 from keras import layers
 
+from .. import explain, metrics
 from .. import models as spec
 from ..weights import efficientnet_lite0_state_dict
 
@@ -137,3 +138,42 @@ def _small_conv(x, filters: int, name: str):
     # PyTorch's BatchNorm2d defaults (Keras' own are momentum 0.99, epsilon 1e-3): the same network in both
     x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def randomized_copy(model: keras.Model, layer_names, seed: int = 0) -> keras.Model:
+    """A copy of `model` whose named layers have fresh random weights; `model` is not touched.
+
+    The model-randomisation test of Adebayo et al. 2018 (sec. 3.1): every trainable weight of each
+    named layer is redrawn by utils.metrics.randomized_like; BatchNormalization's moving statistics
+    stay. A name matches one layer, or a block: every layer named "<name>_..." (e.g. "block15" for
+    block15_expand_conv, block15_expand_bn, ...), like the PyTorch twin's module names.
+    """
+    names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+    chosen = []
+    for name in names:
+        matched = [layer.name for layer in model.layers if layer.name == name or layer.name.startswith(f"{name}_")]
+        if not matched:
+            raise explain.unknown_layer(name, _layer_groups(model), "layers and blocks you can randomise (or any "
+                                        "layer name in model.layers)")
+        chosen += [n for n in matched if n not in chosen]
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for attribute in ("preprocessing", "class_names"):
+        if hasattr(model, attribute):
+            setattr(clone, attribute, getattr(model, attribute))
+    rng = np.random.default_rng(seed)
+    for name in chosen:
+        for weight in clone.get_layer(name).trainable_weights:
+            weight.assign(metrics.randomized_like(keras.ops.convert_to_numpy(weight), rng))
+    return clone
+
+
+def _layer_groups(model: keras.Model) -> list[str]:
+    """The model's blocks ("block3" for block3_*) and its other layers, in forward order."""
+    prefixes = [layer.name.split("_")[0] for layer in model.layers]
+    groups = []
+    for layer, prefix in zip(model.layers, prefixes):
+        group = prefix if prefixes.count(prefix) > 1 else layer.name
+        if group not in groups:
+            groups.append(group)
+    return groups

@@ -1,6 +1,9 @@
 """PyTorch plumbing shared by the backend: device, seeds and threads, input batches, predictions."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numpy as np
 import torch
 
 from .. import models as spec
@@ -43,8 +46,30 @@ def preprocess(images, model: torch.nn.Module | None = None, preprocessing: spec
     return x.to(device)
 
 
+@contextmanager
+def inference(model: torch.nn.Module):
+    """Eval mode (BN running stats, no dropout) during the call; every module's flag restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, top: int = 5) -> spec.Predictions:
     """Top-`top` class indices, names and softmax probabilities for each image of the batch `x`."""
-    probs = torch.softmax(model(x), dim=1).float().cpu().numpy()
+    with inference(model):
+        probs = torch.softmax(model(x), dim=1).float().cpu().numpy()
     return spec.top_k(probs, top, getattr(model, "class_names", None))
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with inference(model):
+        return torch.cat([torch.softmax(model(chunk), dim=1).float() for chunk in x.split(batch_size)]).cpu().numpy()

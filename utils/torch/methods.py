@@ -17,21 +17,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .. import explain
+from .core import inference as _inference
 
 # ---------------------------------------------------------------------------------------------
 # Plumbing: eval mode for the call, the feature-map layers, a tap on one layer's output.
-
-
-@contextmanager
-def _inference(model: nn.Module):
-    """Eval mode (BN running stats, no dropout) during the call; every module's flag restored after."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _check_input(model: nn.Module, x: torch.Tensor) -> None:
@@ -81,7 +70,6 @@ class _Layers:
         # A model that ends in nn.Softmax: the methods take the softmax's input, the logits.
         self.final_softmax = last if isinstance(last, (nn.Softmax, nn.LogSoftmax)) else None
         self.feature_layers = _main_feature_layers([produced[key] for key in order], modules)
-        self.all_feature_layers = {name for names in produced.values() for name in names}
         self.last_linear = linears[-1] if linears else None
         self.num_classes = output.shape[1]
         self.signature = _signature(model)
@@ -325,22 +313,31 @@ def _resolved_targets(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor
 
 def smooth_grad(model: nn.Module, x: torch.Tensor, target=None, n: int = explain.SMOOTH_GRAD_DEFAULT_N,
                 sigma: float = explain.SMOOTH_GRAD_DEFAULT_SIGMA, batch_size: int | None = 32,
-                squared: bool = False, seed: int | None = None, normalize: bool = True) -> np.ndarray:
+                squared: bool = False, seed: int | None = None, normalize: bool = True,
+                method: str = "saliency", layer: str | None = None) -> np.ndarray:
     """SmoothGrad (Smilkov et al. 2017, eq. 3): the mean input gradient over n copies x + N(0, s^2).
 
     s = sigma * (max(x_i) - min(x_i)) per image. The n * B noisy images run in chunks of at most
     `batch_size` (None: all at once), so peak memory does not grow with n. The map is the max over
     channels of |mean gradient|; squared=True averages squared gradients instead. An int `seed` draws
     the noise from explain.hashed_normal: the same noise in both frameworks and on any device.
+
+    method="grad_cam": Smilkov et al. 2017 note that SmoothGrad can be applied to other gradient-based
+    maps (they combine it with Integrated Gradients and Guided BackProp); here to Grad-CAM at `layer`
+    (None: the last feature map). The same noisy copies, chunks and seed, the targets of the clean
+    images; the mean of the raw (ReLU'd) Grad-CAM maps at the layer's resolution (squared=True: of
+    their squares), upsampled bilinearly to the input and normalised like grad_cam. With sigma=0 it
+    is grad_cam. `layer` is only for method="grad_cam".
     """
     _check_input(model, x)
     explain.check_smooth_grad(n, sigma, batch_size)
+    explain.check_smooth_grad_method(method, layer)
     batch = x.shape[0]
     with _inference(model):
         targets = _resolved_targets(model, x, target)
         spread = sigma * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
         key = explain.hash_key(seed) if seed is not None else None
-        total = torch.zeros_like(x)
+        total = torch.zeros_like(x) if method == "saliency" else None
         chunk = batch_size or n * batch
         for start in range(0, n * batch, chunk):
             images = torch.arange(start, min(start + chunk, n * batch), device=x.device) % batch
@@ -349,9 +346,17 @@ def smooth_grad(model: nn.Module, x: torch.Tensor, target=None, n: int = explain
             else:
                 noise = _hashed_normal(key, start, len(images), x.shape[1:], x.device).to(x.dtype)
             noisy = x[images] + spread[images, None, None, None] * noise
-            gradients = _input_gradients(model, noisy, targets[images])
-            total.index_add_(0, images, gradients.square() if squared else gradients)
+            if method == "saliency":
+                gradients = _input_gradients(model, noisy, targets[images])
+                total.index_add_(0, images, gradients.square() if squared else gradients)
+            else:
+                maps = _grad_cam(model, noisy, targets[images], layer)  # raw, ReLU'd, (chunk, h, w)
+                if total is None:
+                    total = maps.new_zeros((batch, *maps.shape[1:]))
+                total.index_add_(0, images, maps.square() if squared else maps)
         mean = total / n
+        if method == "grad_cam":
+            return _finish(mean, x, normalize, upsample=True)
         maps = mean.amax(dim=1) if squared else mean.abs().amax(dim=1)
         return _finish(maps, x, normalize, upsample=False)
 

@@ -1,15 +1,18 @@
 """PyTorch models: the embedded EfficientNet-Lite0, the zoo's VGG16/ResNet50, the small shape nets."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from .. import explain, metrics
 from .. import models as spec
 from ..weights import efficientnet_lite0_state_dict
 from .core import best_device
@@ -171,3 +174,27 @@ def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, wid
     model.preprocessing = dataclasses.replace(spec.SHAPES_INPUT, size=input_size)
     model.class_names = tuple(class_names) if class_names is not None else None
     return model.to(device or best_device())
+
+
+def randomized_copy(model: nn.Module, layer_names, seed: int = 0) -> nn.Module:
+    """A deep copy of `model` whose named layers have fresh random weights; `model` is not touched.
+
+    The model-randomisation test of Adebayo et al. 2018 (sec. 3.1): every parameter of each named
+    module (its submodules included) is redrawn by utils.metrics.randomized_like; BatchNorm's running
+    statistics are buffers and stay. `layer_names`: names from model.named_modules(), e.g.
+    ["classifier", "features.head"] to randomise the top of EfficientNet-Lite0.
+    """
+    layer_names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
+    modules = dict(model.named_modules())
+    for name in layer_names:
+        if not name or name not in modules:
+            raise explain.unknown_layer(name, [n for n in modules if n and n.count(".") <= 1],
+                                        "layers you can randomise (or any name in model.named_modules())")
+    clone = copy.deepcopy(model)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for name in layer_names:
+            for parameter in clone.get_submodule(name).parameters():
+                values = parameter.detach().cpu().numpy()
+                parameter.copy_(torch.from_numpy(metrics.randomized_like(values, rng)))
+    return clone

@@ -1,0 +1,204 @@
+"""Measuring explanations: the pointing game, deletion and insertion curves, rank correlation.
+
+Framework-free: maps and images are numpy arrays; where a model must score images (deletion and
+insertion), the caller passes a function, so both backends share every line of the metric.
+
+- Pointing game (Zhang et al. 2018, "Top-down neural attention by excitation backprop", IJCV,
+  sec. 5.1): a hit when the map's maximum falls on the object, with a 15-pixel tolerance.
+- Deletion and insertion (Petsiuk et al. 2018, "RISE", sec. 4.2): remove (or insert) pixels in the
+  order the map ranks them and follow the class probability; the area under the curve summarises it
+  (deletion: lower is better; insertion: higher is better).
+- Rank correlation (Adebayo et al. 2018, "Sanity checks for saliency maps", sec. 3): Spearman's rho
+  between two maps, used to compare a map before and after the model's weights are randomised.
+The CAM paper's localization accuracy lives in utils.localization.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+import scipy.ndimage
+import scipy.stats
+
+from .images import as_rgb_uint8
+
+POINTING_TOLERANCE = 15  # pixels, Zhang et al. 2018
+PERTURBATION_MODES = ("deletion", "insertion")
+BASELINES = ("black", "blur", "mean")
+
+
+def _maps(heatmaps, name: str = "heatmaps") -> np.ndarray:
+    maps = np.asarray(heatmaps, dtype=np.float64)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (H, W) or (B, H, W) with B >= 1, got shape {maps.shape}")
+    if not np.isfinite(maps).all():
+        raise ValueError(f"{name} contain NaN or infinite values; check the method that produced them")
+    return maps
+
+
+def _regions(regions, shape: tuple[int, int, int]) -> np.ndarray:
+    """Boolean masks (B, H, W) from masks of that shape or from boxes (B, 4) = (x0, y0, x1, y1)."""
+    array = np.asarray(regions)
+    if array.ndim == 1 and array.shape == (4,) and shape[0] == 1:
+        array = array[None]
+    if array.ndim == 2 and array.shape == (shape[0], 4):
+        masks = np.zeros(shape, dtype=bool)
+        for mask, (x0, y0, x1, y1) in zip(masks, array.astype(np.int64)):
+            mask[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+        return masks
+    if array.ndim == 2 and array.shape == shape[1:] and shape[0] == 1:
+        array = array[None]
+    if array.shape != shape:
+        raise ValueError(f"expected one region per map: boolean masks of shape {shape} or boxes of shape "
+                         f"({shape[0]}, 4), got shape {array.shape}")
+    return array.astype(bool)
+
+
+def pointing_game(heatmaps, regions, tolerance: float = POINTING_TOLERANCE) -> np.ndarray:
+    """Hits of the pointing game (Zhang et al. 2018, sec. 5.1): (B,) bool.
+
+    A map hits when its maximum lies within `tolerance` pixels of its object, given as boolean masks
+    (B, H, W) or boxes (B, 4). Several equal maxima: the first in raster order. A constant map points
+    nowhere and misses.
+    """
+    maps = _maps(heatmaps)
+    masks = _regions(regions, maps.shape)
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance}")
+    hits = np.zeros(len(maps), dtype=bool)
+    for i, (heatmap, mask) in enumerate(zip(maps, masks)):
+        if heatmap.max() <= heatmap.min() or not mask.any():
+            continue
+        row, column = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+        distance = scipy.ndimage.distance_transform_edt(~mask)  # to the nearest object pixel
+        hits[i] = distance[row, column] <= tolerance
+    return hits
+
+
+def rank_correlation(maps_a, maps_b, absolute: bool = False) -> np.ndarray:
+    """Spearman's rank correlation between paired maps, over their pixels: (B,) float.
+
+    Ties get their average rank. `absolute=True` ranks |map| (Adebayo et al. 2018 report both, since
+    a method's sign may flip when weights change). A constant map shares no ordering with any map: 0.
+    Maps of any trailing shape ((B, H, W) or (B, H, W, 3)) are compared element by element.
+    """
+    a, b = np.asarray(maps_a, dtype=np.float64), np.asarray(maps_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"expected two batches of maps of the same shape (B, H, W), got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("the maps contain NaN or infinite values")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    if absolute:
+        a, b = np.abs(a), np.abs(b)
+    result = np.zeros(len(a))
+    for i, (x, y) in enumerate(zip(a, b)):
+        if np.ptp(x) > 0 and np.ptp(y) > 0:
+            result[i] = np.corrcoef(scipy.stats.rankdata(x), scipy.stats.rankdata(y))[0, 1]
+    return result
+
+
+def perturbation_order(heatmap, seed: int = 0) -> np.ndarray:
+    """Pixel indices (row-major, of H * W) from the highest map value to the lowest.
+
+    Ties are broken at random (seeded): a map that is flat over a region (Grad-CAM's zeros) must not
+    delete that region from the top row down, which would score the image's layout, not the map.
+    """
+    heatmap = _maps(heatmap, "heatmap")[0]
+    tie_breaker = np.random.default_rng(seed).random(heatmap.size)
+    return np.lexsort((tie_breaker, -heatmap.ravel()))
+
+
+def baseline_image(image, kind: str = "black", blur_sigma: float = 5.0) -> np.ndarray:
+    """The image that removed pixels are replaced by (deletion) or that insertion starts from.
+
+    "black": zeros (RISE's deletion); "blur": a Gaussian blur of the image, `blur_sigma` pixels
+    (RISE's insertion canvas); "mean": the image's mean colour. uint8 (H, W, 3).
+    """
+    image = as_rgb_uint8(image)
+    if kind == "black":
+        return np.zeros_like(image)
+    if kind == "mean":
+        return np.broadcast_to(image.reshape(-1, 3).mean(0).round().astype(np.uint8), image.shape).copy()
+    if kind == "blur":
+        blurred = scipy.ndimage.gaussian_filter(image.astype(np.float64), sigma=(blur_sigma, blur_sigma, 0))
+        return np.clip(blurred.round(), 0, 255).astype(np.uint8)
+    raise ValueError(f"baseline must be one of {BASELINES}, got {kind!r}")
+
+
+def perturbed_images(image, heatmap, mode: str = "deletion", steps: int = 32, baseline: str | None = None,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images along a deletion or insertion curve and the fraction of pixels changed in each.
+
+    Step k of `steps` has round(k / steps * H * W) pixels, those the map ranks highest, taken from
+    the baseline (deletion: the image loses them) or from the image (insertion: the baseline gains
+    them). Returns uint8 (steps + 1, H, W, 3) and fractions (steps + 1,) from 0 to 1. Default
+    baselines as in RISE: black for deletion, a blurred copy for insertion.
+    """
+    if mode not in PERTURBATION_MODES:
+        raise ValueError(f"mode must be one of {PERTURBATION_MODES}, got {mode!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    image = as_rgb_uint8(image)
+    heatmap = _maps(heatmap, "heatmap")[0]
+    if heatmap.shape != image.shape[:2]:
+        raise ValueError(f"the heatmap {heatmap.shape} must have the image's height and width {image.shape[:2]}: "
+                         f"upsample the map (or resize the image with utils.prepare_images) first")
+    base = baseline_image(image, baseline or ("black" if mode == "deletion" else "blur"))
+    start, end = (image, base) if mode == "deletion" else (base, image)
+    order = perturbation_order(heatmap, seed)
+    counts = np.round(np.arange(steps + 1) / steps * heatmap.size).astype(np.int64)
+    taken = np.zeros(heatmap.size, dtype=np.int64)  # the step at which each pixel switches to `end`
+    taken[order] = np.searchsorted(counts, np.arange(heatmap.size), side="right")
+    switched = taken.reshape(heatmap.shape)[None] <= np.arange(steps + 1)[:, None, None]
+    frames = np.where(switched[..., None], end[None], start[None])
+    return frames, counts / heatmap.size
+
+
+class PerturbationCurves(NamedTuple):
+    """Deletion or insertion curves of a batch: the scores at each fraction of pixels, and their areas."""
+
+    fractions: np.ndarray  # (steps + 1,) from 0 to 1
+    scores: np.ndarray  # (B, steps + 1)
+    auc: np.ndarray  # (B,) area under each curve (trapezoids over the fractions)
+
+
+def perturbation_curves(score: Callable[[np.ndarray, int], np.ndarray], images, heatmaps, targets,
+                        mode: str = "deletion", steps: int = 32, baseline: str | None = None,
+                        seed: int = 0) -> PerturbationCurves:
+    """Deletion or insertion curves (Petsiuk et al. 2018, sec. 4.2) of uint8 images (B, H, W, 3).
+
+    `score(frames, target)` returns the model's probability of class `target` for each of the
+    uint8 frames (N, H, W, 3), e.g. `lambda f, c: xt.probabilities(model, xt.preprocess(f, model))[:, c]`;
+    it is called once per image with all steps + 1 frames. Deletion: a low area means the map found
+    the pixels the class depends on; insertion: a high area means the same.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    maps = _maps(heatmaps)
+    targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(images),))
+    if len(maps) != len(images):
+        raise ValueError(f"expected one heatmap per image: {len(images)} images, {len(maps)} heatmaps")
+    rows = []
+    for image, heatmap, target in zip(images, maps, targets):
+        frames, fractions = perturbed_images(image, heatmap, mode, steps, baseline, seed)
+        values = np.asarray(score(frames, int(target)), dtype=np.float64).reshape(-1)
+        if values.shape != (steps + 1,):
+            raise ValueError(f"score must return one value per frame ({steps + 1}), got shape {values.shape}")
+        rows.append(values)
+    scores = np.stack(rows)
+    area = ((scores[:, 1:] + scores[:, :-1]) / 2 * np.diff(fractions)).sum(axis=1)  # trapezoids
+    return PerturbationCurves(fractions, scores, area)
+
+
+def randomized_like(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fresh random weights for the model-randomisation test (Adebayo et al. 2018, sec. 3.1).
+
+    Drawn from a normal with the trained tensor's own mean and standard deviation: the learned
+    structure is gone while the scale of the activations stays, so a map that changes reflects lost
+    structure, not a blown-up or vanished signal. Both backends use this one rule.
+    """
+    values = np.asarray(values)
+    return rng.normal(values.mean(), values.std(), values.shape).astype(values.dtype)
