@@ -1,7 +1,7 @@
 """Seeing what a CNN looks at: the course's shared package.
 
 `import utils` loads the framework-free core (images, labels, the synthetic shapes, boxes and
-localization, plotting) and neither PyTorch nor TensorFlow. The two backends share their public
+localization, the evaluation metrics, plotting) and neither PyTorch nor TensorFlow. The two backends share their public
 names, in the style of d2l:
 
     from utils import torch as xt        # or
@@ -11,7 +11,9 @@ Import the PyTorch backend before the TensorFlow one when a process uses both (D
 """
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image, sample_images
 from .labels import class_index, imagenet_classes
+from . import metrics
 from .localization import box_from_heatmap, iou, localization_accuracy, mass_fraction
+from .metrics import perturbation_curves, pointing_game, rank_correlation
 from .models import EMBEDDED_MODEL, MODEL_NAMES, Predictions, Preprocessing
 from .pets import load_pets
 from .plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions
@@ -23,6 +25,6 @@ __all__ = [
     "EMBEDDED_MODEL", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES", "SHAPE_CLASSES",
     "ShapesDataset", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index", "draw_box",
     "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy", "make_shapes", "mass_fraction",
-    "overlay", "prepare_images", "sample_image", "sample_images", "show_grid", "show_heatmap",
-    "show_predictions",
+    "metrics", "overlay", "perturbation_curves", "pointing_game", "prepare_images", "rank_correlation",
+    "sample_image", "sample_images", "show_grid", "show_heatmap", "show_predictions",
 ]
