@@ -82,3 +82,20 @@ def test_randomising_the_top_of_the_embedded_model_changes_grad_cam(xt):
     randomised = xt.grad_cam(xt.randomized_copy(model, top, seed=0), x, target=285)
     np.testing.assert_array_equal(xt.grad_cam(model, x, target=285), trained)  # the original still explains the same
     assert utils.metrics.rank_correlation(trained, randomised)[0] < 0.9
+
+
+def test_cascading_randomization_matches_randomized_copy_step_by_step(xt):
+    """Step k of the cascade is the model with the first k + 1 names redrawn, from one copy."""
+    model, names = small(xt), NAMES[xt.FRAMEWORK]
+    order = [names["linear"], names["conv"]]
+    before = named_weights(xt, model)
+    steps = []
+    for k, (name, randomised) in enumerate(xt.cascading_randomization(model, order, seed=5)):
+        assert name == order[k]
+        steps.append(named_weights(xt, randomised))
+        expected = named_weights(xt, xt.randomized_copy(model, order[:k + 1], seed=5))
+        assert all(np.array_equal(steps[-1][w], expected[w]) for w in expected), name
+    assert len(steps) == 2
+    assert all(np.array_equal(before[w], named_weights(xt, model)[w]) for w in before), "the original is not touched"
+    with pytest.raises(ValueError, match="no layer named 'conv9'"):
+        next(xt.cascading_randomization(model, ["conv9"]))

@@ -148,24 +148,53 @@ def randomized_copy(model: keras.Model, layer_names, seed: int = 0) -> keras.Mod
     stay. A name matches one layer, or a block: every layer named "<name>_..." (e.g. "block15" for
     block15_expand_conv, block15_expand_bn, ...), like the PyTorch twin's module names.
     """
-    names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
-    chosen = []
-    for name in names:
+    groups = _randomizable(model, layer_names)
+    clone, rng = _clone(model), np.random.default_rng(seed)
+    for group in groups:
+        _redraw(clone, group, rng)
+    return clone
+
+
+def cascading_randomization(model: keras.Model, layer_names, seed: int = 0):
+    """The cascading model-randomisation test (Adebayo et al. 2018, sec. 3.1), one step at a time.
+
+    Yields (name, randomised) for each name of `layer_names` in order (top of the network first): the
+    layers so far all redrawn, as randomized_copy does. One copy is made and redrawn further at each
+    step, so the cascade costs one copy (and the methods compile once for it); a yielded model changes
+    at the next step (copy it to keep it). `model` is not touched.
+    """
+    groups = _randomizable(model, layer_names)
+    clone, rng = _clone(model), np.random.default_rng(seed)
+    for name, group in zip([layer_names] if isinstance(layer_names, str) else layer_names, groups):
+        _redraw(clone, group, rng)
+        yield name, clone
+
+
+def _randomizable(model: keras.Model, layer_names) -> list[list[str]]:
+    """The layers each name stands for: itself, or the block of layers named "<name>_..."."""
+    groups = []
+    for name in [layer_names] if isinstance(layer_names, str) else list(layer_names):
         matched = [layer.name for layer in model.layers if layer.name == name or layer.name.startswith(f"{name}_")]
         if not matched:
             raise explain.unknown_layer(name, _layer_groups(model), "layers and blocks you can randomise (or any "
                                         "layer name in model.layers)")
-        chosen += [n for n in matched if n not in chosen]
+        groups.append(matched)
+    return groups
+
+
+def _clone(model: keras.Model) -> keras.Model:
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     for attribute in ("preprocessing", "class_names"):
         if hasattr(model, attribute):
             setattr(clone, attribute, getattr(model, attribute))
-    rng = np.random.default_rng(seed)
-    for name in chosen:
-        for weight in clone.get_layer(name).trainable_weights:
-            weight.assign(metrics.randomized_like(keras.ops.convert_to_numpy(weight), rng))
     return clone
+
+
+def _redraw(model: keras.Model, layers: list[str], rng: np.random.Generator) -> None:
+    for name in layers:
+        for weight in model.get_layer(name).trainable_weights:
+            weight.assign(metrics.randomized_like(keras.ops.convert_to_numpy(weight), rng))
 
 
 def _layer_groups(model: keras.Model) -> list[str]:

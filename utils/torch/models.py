@@ -184,17 +184,40 @@ def randomized_copy(model: nn.Module, layer_names, seed: int = 0) -> nn.Module:
     statistics are buffers and stay. `layer_names`: names from model.named_modules(), e.g.
     ["classifier", "features.head"] to randomise the top of EfficientNet-Lite0.
     """
+    layer_names = _randomizable(model, layer_names)
+    clone, rng = copy.deepcopy(model), np.random.default_rng(seed)
+    for name in layer_names:
+        _redraw(clone, name, rng)
+    return clone
+
+
+def cascading_randomization(model: nn.Module, layer_names, seed: int = 0):
+    """The cascading model-randomisation test (Adebayo et al. 2018, sec. 3.1), one step at a time.
+
+    Yields (name, randomised) for each name of `layer_names` in order (top of the network first): the
+    layers so far all redrawn, as randomized_copy does. One copy is made and redrawn further at each
+    step, so the cascade costs one copy; a yielded model changes at the next step (copy it to keep
+    it). `model` is not touched.
+    """
+    layer_names = _randomizable(model, layer_names)
+    clone, rng = copy.deepcopy(model), np.random.default_rng(seed)
+    for name in layer_names:
+        _redraw(clone, name, rng)
+        yield name, clone
+
+
+def _randomizable(model: nn.Module, layer_names) -> list[str]:
     layer_names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
     modules = dict(model.named_modules())
     for name in layer_names:
         if not name or name not in modules:
             raise explain.unknown_layer(name, [n for n in modules if n and n.count(".") <= 1],
                                         "layers you can randomise (or any name in model.named_modules())")
-    clone = copy.deepcopy(model)
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for name in layer_names:
-            for parameter in clone.get_submodule(name).parameters():
-                values = parameter.detach().cpu().numpy()
-                parameter.copy_(torch.from_numpy(metrics.randomized_like(values, rng)))
-    return clone
+    return layer_names
+
+
+@torch.no_grad()
+def _redraw(model: nn.Module, name: str, rng: np.random.Generator) -> None:
+    for parameter in model.get_submodule(name).parameters():
+        values = parameter.detach().cpu().numpy()
+        parameter.copy_(torch.from_numpy(metrics.randomized_like(values, rng)))
