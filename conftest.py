@@ -1,4 +1,5 @@
-"""Test-wide setup: threads and import order first, then nbval's output comparison."""
+"""Test-wide setup (at the root, so `pytest notebooks/NN_x` gets it too): threads and import order first,
+then nbval's output comparison."""
 import os
 
 # Two pytest-xdist workers share the 2-core CI machine: one thread each, set before any framework
