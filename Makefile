@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test bench clean
+.PHONY: lab test bench slides clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -e ".[all,bench]"
 	$(BIN)/python scripts/benchmark.py --framework both
+
+# reveal.js decks of every notebook, offline, in build/slides/ (open build/slides/index.html).
+slides: $(STAMP)
+	$(BIN)/python scripts/make_slides.py --out build/slides
 
 clean:
 	rm -rf $(VENV) .pytest_cache
