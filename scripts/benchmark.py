@@ -10,6 +10,12 @@ round by round; ratios are the ones to quote.
 
     python scripts/benchmark.py --framework torch --batch 8 --device cuda
     python scripts/benchmark.py --framework tensorflow --batch 2 --smooth-n 10
+
+--case explorer times the interactive explorer (utils/explorer.py) on the embedded EfficientNet-Lite0 and
+the cat-and-coffee photo: after the first render, a change of class (top-1 <-> top-2) and of the box
+threshold for CAM and Grad-CAM, each a full redraw from the cache (the target is at most 100 ms on CPU):
+
+    python scripts/benchmark.py --case explorer --threads 1
 """
 from __future__ import annotations
 
@@ -184,6 +190,46 @@ def bench_tensorflow(args) -> dict:
             "framework": f"tensorflow {tf.__version__}", "results_ms": timings}
 
 
+def bench_explorer(framework: str, args) -> dict:
+    import importlib
+
+    import utils
+    from utils.explorer import Explorer
+
+    xt = importlib.import_module(f"utils.{framework}")
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model("efficientnet_lite0")
+    explorer = Explorer(xt, model, images={"cat_and_coffee": utils.cat_and_coffee()})
+    first, second = (int(c) for c in explorer.cache.top()[:2])
+    times = {}
+
+    def flip_class():
+        explorer.set_class(second if explorer.target == first else first)
+
+    def flip_threshold():
+        explorer.threshold.value = 0.5 if explorer.threshold.value == 0.2 else 0.2
+
+    for method in ("cam", "grad_cam"):
+        if explorer.method_choice.value != method:
+            explorer.set_method(method)  # its first render: computes what the cache keeps (cam: on construction)
+        first_render = explorer.last_update_ms
+        calls = explorer.cache.model_calls
+        # wall time of each change, widget traffic included
+        changes = interleaved_ms({f"{method} class change": flip_class, f"{method} threshold change": flip_threshold},
+                                 args.repeats)
+        assert explorer.cache.model_calls == calls, "a class or threshold change ran the model"
+        times.update(changes)
+        times[f"{method} first render (runs the model{'; traces it' if framework == 'tensorflow' else ''})"] = first_render
+    device = "cpu" if framework == "tensorflow" or str(xt.best_device()) == "cpu" else str(xt.best_device())
+    return {"device": f"{device} ({args.threads} threads)", "framework": framework, "results_ms": times}
+
+
+def report_explorer(name: str, result: dict) -> None:
+    print(f"\nexplorer, {name}, on {result['device']}: median wall time of each change")
+    for key, value in result["results_ms"].items():
+        print(f"  {key:52s} {value:9.1f} ms")
+
+
 def report(name: str, result: dict) -> None:
     print(f"\n{name} on {result['device']}, {result['framework']}")
     rows = result["results_ms"]
@@ -198,6 +244,9 @@ def report(name: str, result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", choices=["torch", "tensorflow", "both"], default="both")
+    parser.add_argument("--case", choices=["methods", "explorer"], default="methods",
+                        help="methods: Grad-CAM and SmoothGrad against floor and libraries (default); "
+                             "explorer: update times of the interactive explorer")
     parser.add_argument("--model", default="resnet50", help="resnet50 (default), vgg16 or efficientnet_lite0")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--smooth-n", type=int, default=10, help="SmoothGrad samples (the issue quotes 10 on CPU, 50 on GPU)")
@@ -208,6 +257,15 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     results = {"args": vars(args)}
+    if args.case == "explorer":
+        for framework in ("torch", "tensorflow"):  # torch first: it must be imported before tensorflow
+            if args.framework in (framework, "both"):
+                results[framework] = bench_explorer(framework, args)
+                report_explorer(framework, results[framework])
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=2))
+        return
     if args.framework in ("torch", "both"):  # torch first: it must be imported before tensorflow
         results["torch"] = bench_torch(args)
         report("torch", results["torch"])

@@ -1,7 +1,7 @@
 """Seeing what a CNN looks at: the course's shared package.
 
 `import utils` loads the framework-free core (images, labels, the synthetic shapes, boxes and
-localization, the evaluation metrics, plotting) and neither PyTorch nor TensorFlow. The two backends share their public
+localization, the evaluation metrics, plotting, the interactive explorer) and neither PyTorch nor TensorFlow. The two backends share their public
 names, in the style of d2l:
 
     from utils import torch as xt        # or
@@ -12,6 +12,7 @@ Import the PyTorch backend before the TensorFlow one when a process uses both (D
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image, sample_images
 from .labels import class_index, imagenet_classes
 from . import metrics
+from .explorer import Explorer, explore
 from .localization import box_from_heatmap, iou, localization_accuracy, mass_fraction
 from .metrics import perturbation_curves, pointing_game, rank_correlation
 from .models import EMBEDDED_MODEL, MODEL_NAMES, Predictions, Preprocessing
@@ -22,9 +23,9 @@ from .shapes import SHAPE_CLASSES, ShapesDataset, make_shapes
 REPO_URL = "https://github.com/seeing-cnns/seeing-cnns"
 
 __all__ = [
-    "EMBEDDED_MODEL", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES", "SHAPE_CLASSES",
-    "ShapesDataset", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index", "draw_box",
-    "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy", "make_shapes", "mass_fraction",
-    "metrics", "overlay", "perturbation_curves", "pointing_game", "prepare_images", "rank_correlation",
-    "sample_image", "sample_images", "show_grid", "show_heatmap", "show_predictions",
+    "EMBEDDED_MODEL", "Explorer", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES",
+    "SHAPE_CLASSES", "ShapesDataset", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index",
+    "draw_box", "explore", "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy",
+    "make_shapes", "mass_fraction", "metrics", "overlay", "perturbation_curves", "pointing_game", "prepare_images",
+    "rank_correlation", "sample_image", "sample_images", "show_grid", "show_heatmap", "show_predictions",
 ]

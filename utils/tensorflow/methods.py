@@ -339,28 +339,57 @@ def _last_dense(model: keras.Model):
                 None)
 
 
+def _cam_head(model: keras.Model, x: tf.Tensor, layer_name: str):
+    """While tracing: the feature map at the layer, the last Dense layer's kernel (K, classes) and bias,
+    the logits, and how far the logits are from what a GAP -> Dense head computes."""
+    dense = _last_dense(model)
+    logits, features = _forward(model, x, tap=_find_layer(model, layer_name))
+    features = tf.cast(features, tf.float32)
+    kernel = tf.cast(dense.kernel, tf.float32)
+    if kernel.shape[0] != features.shape[-1] or kernel.shape[1] != logits.shape[-1]:
+        raise explain.no_cam_head(
+            f"the last Dense layer {dense.name!r} maps {kernel.shape[0]} inputs to {kernel.shape[1]} "
+            f"outputs, but {layer_name!r} has {features.shape[-1]} channels and the model "
+            f"{logits.shape[-1]} outputs")
+    bias = tf.cast(dense.bias, tf.float32) if dense.bias is not None else tf.zeros(kernel.shape[1])
+    mismatch = tf.reduce_max(tf.abs(tf.reduce_mean(features, axis=[1, 2]) @ kernel + bias - logits))
+    return features, kernel, bias, logits, mismatch
+
+
 def _build_cam(model_ref, image_shape, layer_name: str):
     """CAM at one layer, raw (Zhou et al. 2016, eq. 2), plus how far the logits are from the GAP head."""
     @_function(image_shape, _TARGETS)
     def cam_raw(x, targets):
-        model = model_ref()
-        dense = _last_dense(model)
-        logits, features = _forward(model, x, tap=_find_layer(model, layer_name))
-        features = tf.cast(features, tf.float32)
-        kernel = tf.cast(dense.kernel, tf.float32)  # (K, classes)
-        if kernel.shape[0] != features.shape[-1] or kernel.shape[1] != logits.shape[-1]:
-            raise explain.no_cam_head(
-                f"the last Dense layer {dense.name!r} maps {kernel.shape[0]} inputs to {kernel.shape[1]} "
-                f"outputs, but {layer_name!r} has {features.shape[-1]} channels and the model "
-                f"{logits.shape[-1]} outputs")
-        bias = tf.cast(dense.bias, tf.float32) if dense.bias is not None else tf.zeros(kernel.shape[1])
-        head = tf.reduce_mean(features, axis=[1, 2]) @ kernel + bias  # what a GAP -> Dense head computes
-        mismatch = tf.reduce_max(tf.abs(head - logits))
+        features, kernel, _, logits, mismatch = _cam_head(model_ref(), x, layer_name)
         targets, _ = _targets_and_scores(logits, targets)
         weights = tf.gather(tf.transpose(kernel), targets)  # w_k^c of each image's class, (B, K)
         cam = tf.einsum("bhwk,bk->bhw", features, weights)  # M_c(x, y) = sum_k w_k^c f_k(x, y)
         return cam, mismatch, tf.reduce_max(tf.abs(logits)), tf.shape(features)
     return cam_raw
+
+
+def _build_cam_parts(model_ref, image_shape, layer_name: str):
+    """The feature map at one layer, the last Dense layer's kernel and bias, and the GAP-head check."""
+    @_function(image_shape)
+    def parts(x):
+        features, kernel, bias, logits, mismatch = _cam_head(model_ref(), x, layer_name)
+        return features, kernel, bias, mismatch, tf.reduce_max(tf.abs(logits)), tf.shape(features)
+    return parts
+
+
+def _cam_layer(model: keras.Model, x: tf.Tensor, layer: str | None):
+    """The feature layer CAM reads, once the model is known to end in a Dense layer."""
+    if _last_dense(model) is None:
+        raise explain.no_cam_head("the model has no Dense layer")
+    return _feature_layer(model, x, layer)
+
+
+def _check_cam_head(model: keras.Model, x: tf.Tensor, tap, features_shape, mismatch, largest, strict: bool) -> None:
+    _check_feature_shape(model, x, tap, features_shape.numpy())
+    if strict and float(mismatch) > 1e-3 * (1 + float(largest)):
+        raise explain.no_cam_head(f"the logits differ from mean_xy({tap.name}) @ W + b of the last Dense layer "
+                                  f"by up to {float(mismatch):.3g}, so the head is not global average pooling "
+                                  f"followed by that layer")
 
 
 def _mix(v: tf.Tensor) -> tf.Tensor:
@@ -502,17 +531,11 @@ def cam(model: keras.Model, x, target=None, layer: str | None = None, normalize:
     """
     x = _image_batch(x)
     targets = _targets(model, x, target)
-    if _last_dense(model) is None:
-        raise explain.no_cam_head("the model has no Dense layer")
-    tap = _feature_layer(model, x, layer)
+    tap = _cam_layer(model, x, layer)
     image_shape = tuple(x.shape[1:])
     fn = _compiled(model, ("cam", tap.name, image_shape), lambda ref: _build_cam(ref, image_shape, tap.name))
     maps, mismatch, largest, features_shape = fn(x, targets)
-    _check_feature_shape(model, x, tap, features_shape.numpy())
-    if strict and float(mismatch) > 1e-3 * (1 + float(largest)):
-        raise explain.no_cam_head(f"the logits differ from mean_xy({tap.name}) @ W + b of the last Dense layer "
-                                  f"by up to {float(mismatch):.3g}, so the head is not global average pooling "
-                                  f"followed by that layer")
+    _check_cam_head(model, x, tap, features_shape, mismatch, largest, strict)
     return _heatmap(maps, x, normalize, upsample)
 
 
@@ -632,3 +655,22 @@ def guided_grad_cam(model: keras.Model, x, target=None, layer: str | None = None
     heat = _upsample(_grad_cam_raw(model, x, targets, layer), x.shape[1:3])
     guided = _input_gradient(model, x, targets, guided=True) * heat[..., None]
     return (_rescale_signed(guided) if normalize else guided).numpy().astype(np.float32)
+
+
+def cam_parts(model: keras.Model, x, layer: str | None = None,
+              strict: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of CAM, for computing any class's map without running the model again.
+
+    Returns numpy float32 (features f (B, K, h, w), weight W (classes, K), bias b (classes,)), channels
+    first in both backends: cam(model, x, c, layer, normalize=False, upsample=False)[i] equals
+    einsum("k,khw->hw", W[c], f[i]). One forward pass; the same head checks as `cam`.
+    """
+    x = _image_batch(x)
+    tap = _cam_layer(model, x, layer)
+    image_shape = tuple(x.shape[1:])
+    fn = _compiled(model, ("cam_parts", tap.name, image_shape),
+                   lambda ref: _build_cam_parts(ref, image_shape, tap.name))
+    features, kernel, bias, mismatch, largest, features_shape = fn(x)
+    _check_cam_head(model, x, tap, features_shape, mismatch, largest, strict)
+    return (np.transpose(features.numpy(), (0, 3, 1, 2)).astype(np.float32), kernel.numpy().T.astype(np.float32),
+            bias.numpy().astype(np.float32))

@@ -244,25 +244,30 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None
     pooling, as in the CAM paper's GAP-vs-GMP comparison (there mean_xy M_c + b_c is not the logit).
     """
     _check_input(model, x)
-    with _inference(model):
-        name, module = _resolve_layer(model, x, layer)
-        linear_name = _layers(model, x).last_linear
-        if linear_name is None:
-            raise explain.no_cam_head("the model has no nn.Linear layer")
-        linear = dict(model.named_modules())[linear_name]
-        with _tap(model, name, module, x, grad=False) as taps:
-            logits = _logits(model, x)
-            features = taps[0]
-            if features.shape[1] != linear.in_features:
-                raise explain.no_cam_head(f"{name!r} has {features.shape[1]} channels but {linear_name!r} "
-                                          f"takes {linear.in_features} inputs")
-            expected = linear(features.mean(dim=(2, 3)))
-            tolerance = 1e-3 * (1 + logits.abs().max())
-            if strict and not torch.allclose(expected, logits, rtol=0, atol=float(tolerance)):
-                raise explain.no_cam_head(f"the logits are not {linear_name!r} applied to the spatial mean of {name!r}")
-            targets = _targets(target, logits)
-            maps = torch.einsum("bk,bkhw->bhw", linear.weight[targets], features)
-            return _finish(maps, x, normalize, upsample)
+    with _inference(model), torch.no_grad():
+        features, linear, logits = _cam_parts(model, x, layer, strict)
+        maps = torch.einsum("bk,bkhw->bhw", linear.weight[_targets(target, logits)], features)
+        return _finish(maps, x, normalize, upsample)
+
+
+def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str | None, strict: bool):
+    """One forward pass: the feature map f, the last nn.Linear and the logits, after CAM's head checks."""
+    name, module = _resolve_layer(model, x, layer)
+    linear_name = _layers(model, x).last_linear
+    if linear_name is None:
+        raise explain.no_cam_head("the model has no nn.Linear layer")
+    linear = dict(model.named_modules())[linear_name]
+    with _tap(model, name, module, x, grad=False) as taps:
+        logits = _logits(model, x)
+    features = taps[0]
+    if features.shape[1] != linear.in_features:
+        raise explain.no_cam_head(f"{name!r} has {features.shape[1]} channels but {linear_name!r} "
+                                  f"takes {linear.in_features} inputs")
+    expected = linear(features.mean(dim=(2, 3)))
+    tolerance = 1e-3 * (1 + logits.abs().max())
+    if strict and not torch.allclose(expected, logits, rtol=0, atol=float(tolerance)):
+        raise explain.no_cam_head(f"the logits are not {linear_name!r} applied to the spatial mean of {name!r}")
+    return features, linear, logits
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
@@ -443,3 +448,18 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str |
         targets = _resolved_targets(model, x, target)
         coarse = _upsample(_grad_cam(model, x, targets, layer), x.shape[-2:])
         return _channels_last(_guided_gradients(model, x, targets) * coarse[:, None], normalize)
+
+
+def cam_parts(model: nn.Module, x: torch.Tensor, layer: str | None = None,
+              strict: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of CAM, for computing any class's map without running the model again.
+
+    Returns numpy float32 (features f (B, K, h, w), weight W (classes, K), bias b (classes,)), channels
+    first in both backends: cam(model, x, c, layer, normalize=False, upsample=False)[i] equals
+    einsum("k,khw->hw", W[c], f[i]). One forward pass; the same head checks as `cam`.
+    """
+    _check_input(model, x)
+    with _inference(model), torch.no_grad():
+        features, linear, _ = _cam_parts(model, x, layer, strict)
+        bias = linear.bias if linear.bias is not None else features.new_zeros(linear.out_features)
+        return tuple(t.float().cpu().numpy() for t in (features, linear.weight, bias))

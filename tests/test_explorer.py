@@ -1,0 +1,227 @@
+"""The interactive explorer (utils/explorer.py) and xt.cam_parts: its cache, its widget, its inputs."""
+import io
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import utils
+from utils.explorer import Explorer, MapCache, decode_image_bytes, decode_upload, render
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS_THE_MODEL = {"cam", "cam_parts", "grad_cam", "saliency", "smooth_grad", "guided_backprop", "guided_grad_cam",
+                  "predict", "probabilities"}
+
+
+class CountingBackend:
+    """The backend `xt` with a count of the calls that run the model, by name."""
+
+    def __init__(self, xt):
+        self._xt = xt
+        self.calls = Counter()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._xt, name)
+        if name not in RUNS_THE_MODEL:
+            return attribute
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return attribute(*args, **kwargs)
+        return counted
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {}
+
+
+@pytest.fixture
+def model(xt, models):
+    if xt.FRAMEWORK not in models:
+        models[xt.FRAMEWORK] = xt.load_model("efficientnet_lite0")
+    return models[xt.FRAMEWORK]
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_importing_the_explorer_loads_no_framework_and_no_widgets():
+    code = ("import sys, utils.explorer; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'ipywidgets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_cam_parts_give_cam_and_the_logits(xt, model):
+    x = xt.preprocess([utils.cat_and_coffee(), utils.sample_image("chelsea")], model)
+    features, weight, bias = xt.cam_parts(model, x)
+    assert features.shape == (2, 1280, 7, 7) and weight.shape == (1000, 1280) and bias.shape == (1000,)
+    assert features.dtype == weight.dtype == bias.dtype == np.float32
+    for target in (285, 967):
+        raw = xt.cam(model, x, target, normalize=False, upsample=False)
+        np.testing.assert_allclose(np.einsum("k,bkhw->bhw", weight[target], features), raw, atol=1e-4)
+    logits = features.mean(axis=(2, 3)) @ weight.T + bias  # GAP -> linear, from the parts alone
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), xt.probabilities(model, x), atol=1e-5)
+
+
+def test_cam_parts_reject_a_layer_without_a_cam_head(xt, model):
+    x = xt.preprocess(utils.cat_and_coffee(), model)
+    with pytest.raises(ValueError, match="use grad_cam"):
+        xt.cam_parts(model, x, layer=xt.feature_layers(model)[-3])
+
+
+def test_cache_serves_new_classes_without_running_the_model(xt, model):
+    backend = CountingBackend(xt)
+    cache = MapCache(backend, model)
+    cache.set_image(utils.cat_and_coffee())
+    assert backend.calls == {"probabilities": 1}
+    top = [int(c) for c in cache.top()]
+    assert top[:2] == [285, 967]  # Egyptian cat, espresso
+    x = xt.preprocess(cache.pixels, model)
+
+    cache.heatmap("cam", top[0])
+    assert backend.calls["cam_parts"] == 1
+    for target in (top[1], 3, 999):  # any class, in the top-5 or not: one einsum each
+        np.testing.assert_allclose(cache.heatmap("cam", target), xt.cam(model, x, target)[0], atol=1e-4)
+    assert backend.total == 2
+
+    cache.heatmap("grad_cam", top[0])  # one batched call for the top-5
+    assert backend.calls["grad_cam"] == 1
+    for target in top:
+        np.testing.assert_allclose(cache.heatmap("grad_cam", target), xt.grad_cam(model, x, target)[0], atol=1e-4)
+    assert backend.total == 3
+    cache.heatmap("grad_cam", 3)  # outside the top-5: one more call, then cached
+    cache.heatmap("grad_cam", 3)
+    assert backend.total == 4
+
+    cache.set_image(utils.sample_image("coffee"))  # a new image forgets the old maps
+    cache.heatmap("cam", 967)
+    assert backend.total == 6
+
+
+def test_explorer_renders_and_class_or_threshold_changes_reuse_the_cache(xt, model):
+    backend = CountingBackend(xt)
+    explorer = Explorer(backend, model, images={"cat_and_coffee": utils.cat_and_coffee()})
+    assert explorer.picture.shape == (224, 224, 3) and explorer.picture.dtype == np.uint8
+    assert explorer.view.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Egyptian cat" in explorer.status.value
+    x0, y0, x1, y1 = explorer.box
+    assert x1 > x0 and y1 > y0 and tuple(explorer.picture[y0, (x0 + x1) // 2]) == (0, 255, 0)  # the box is drawn
+    assert backend.calls == {"probabilities": 1, "cam_parts": 1}
+
+    for method in ("cam", "grad_cam"):
+        explorer.set_method(method)
+        calls = backend.total
+        before = explorer.picture.copy()
+        explorer.set_class(967)  # espresso, in the top-5
+        assert not np.array_equal(explorer.picture, before)
+        explorer.threshold.value = 0.5
+        explorer.alpha.value = 0.3
+        assert backend.total == calls, f"{method}: a class or threshold change ran the model"
+        assert "no model run" in explorer.status.value
+        np.testing.assert_allclose(explorer.heat, getattr(xt, method)(model, xt.preprocess(explorer.cache.pixels,
+                                                                                           model), 967)[0], atol=1e-4)
+        explorer.set_class(285)
+        explorer.threshold.value = 0.2
+    assert backend.calls["grad_cam"] == 1
+
+
+def test_explorer_other_methods_and_layers(models):
+    import utils.torch as xt  # the backends' methods have their own tests; here only the explorer's use of them
+
+    if "torch" not in models:
+        models["torch"] = xt.load_model("efficientnet_lite0")
+    model = models["torch"]
+    explorer = Explorer(xt, model, images={"chelsea": utils.sample_image("chelsea")})
+    explorer.n.value = 5
+    for method in ("saliency", "smooth_grad", "guided_backprop", "guided_grad_cam"):
+        explorer.set_method(method)
+        assert explorer.picture.shape == (224, 224, 3)
+        assert (explorer.box is None) == (method in ("guided_backprop", "guided_grad_cam"))
+    assert explorer.layer_choice.disabled is False  # guided_grad_cam uses the layer
+    layer = xt.feature_layers(model)[-3]
+    explorer.set_layer(layer)
+    explorer.set_method("grad_cam")
+    np.testing.assert_allclose(explorer.heat, xt.grad_cam(model, xt.preprocess(explorer.cache.pixels, model), 285,
+                                                          layer)[0], atol=1e-4)
+
+
+def test_explorer_class_by_name_and_bad_input(xt, model):
+    explorer = Explorer(xt, model, images={"cat_and_coffee": utils.cat_and_coffee()})
+    explorer.set_class("tabby")
+    assert explorer.target == utils.class_index("tabby")
+    with pytest.raises(ValueError, match=r"unknown class name 'tabbby cat'; did you mean .*'tabby'"):
+        explorer.set_class("tabbby cat")
+    with pytest.raises(ValueError, match="out of range"):
+        explorer.set_class(1000)
+    with pytest.raises(ValueError, match="unknown method"):
+        explorer.set_method("gradcam")
+    with pytest.raises(ValueError, match="unknown layer"):
+        explorer.set_layer("nope")
+    with pytest.raises(ValueError, match="unknown image"):
+        explorer.set_image("dog")
+    explorer.class_name.value = "tabbby cat"  # typed in the widget: the error goes to the status line
+    assert "did you mean" in explorer.status.value and explorer.target == utils.class_index("tabby")
+    explorer.class_name.value = "espresso"
+    assert explorer.target == 967 and "espresso" in explorer.status.value
+
+
+def test_uploads_decode_in_both_ipywidgets_formats():
+    image = utils.sample_image("coffee")[:64, :80]
+    data = png_bytes(image)
+    version_7 = {"cup.png": {"metadata": {"name": "cup.png", "type": "image/png", "size": len(data)},
+                             "content": data}}
+    version_8 = ({"name": "cup.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+                  "last_modified": 0},)
+    for value in (version_7, version_8):
+        (name, decoded), = decode_upload(value)
+        assert name == "cup.png"
+        np.testing.assert_array_equal(decoded, image)
+    assert decode_upload(()) == [] and decode_upload({}) == []
+    with pytest.raises(ValueError, match="uploaded file 'notes.txt'"):
+        decode_image_bytes(b"not an image", "notes.txt")
+    with pytest.raises(ValueError, match="empty"):
+        decode_image_bytes(b"", "empty.png")
+    with pytest.raises(TypeError, match="FileUpload value"):
+        decode_upload("cup.png")
+
+
+def test_explorer_shows_an_upload(models):
+    import utils.torch as xt  # the widget logic is framework-free: one backend is enough
+
+    if "torch" not in models:
+        models["torch"] = xt.load_model("efficientnet_lite0")
+    explorer = Explorer(xt, models["torch"], images={"chelsea": utils.sample_image("chelsea")})
+    data = png_bytes(utils.sample_image("coffee"))
+    explorer._on_upload({"new": ({"name": "cup.png", "content": memoryview(data)},)})
+    assert explorer.image_choice.value == "cup.png" and explorer.image_choice.options == ("chelsea", "cup.png")
+    assert "espresso" in explorer.status.value
+    explorer._on_upload({"new": {"bad.png": {"metadata": {}, "content": b"junk"}}})
+    assert "could not read an image" in explorer.status.value and explorer.image_choice.value == "cup.png"
+
+
+def test_render_draws_overlays_boxes_and_signed_maps():
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    heat = np.zeros((32, 32), np.float32)
+    heat[8:16, 4:20] = 1
+    picture, box = render(pixels, heat, alpha=0.5, threshold=0.5)
+    assert tuple(box) == (4, 8, 20, 16)
+    assert tuple(picture[8, 10]) == (0, 255, 0) and tuple(picture[12, 10]) != (0, 255, 0)
+    assert render(pixels, heat, threshold=None)[1] is None
+    signed = np.full((32, 32, 3), 0.5, np.float32)
+    picture, box = render(pixels, signed)
+    assert box is None and (picture == 128).all()
