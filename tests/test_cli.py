@@ -104,7 +104,7 @@ def test_render_keeps_the_image_size_and_boxes_the_hot_region(method):
     assert picture.shape == (90, 130, 3) and picture.dtype == np.uint8
     x0, y0, x1, y1 = box.tolist()
     assert abs(x0 - 12) <= 2 and abs(x1 - 46) <= 2 and abs(y0 - 40) <= 2 and abs(y1 - 61) <= 2
-    assert (picture[y0 + 5 : y1 - 5, x0] == cli.BOX_COLOUR).all()  # the lime outline on the box's left edge
+    assert (picture[y0 + 5 : y1 - 5, x0] == utils.plotting.BOX_COLOUR).all()  # the lime outline on the box's left edge
 
 
 def test_an_all_zero_map_draws_no_box():

@@ -9,6 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import utils.plotting  # noqa: E402
 from utils.plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions  # noqa: E402
 
 JET = matplotlib.colormaps["jet"]
@@ -175,3 +176,22 @@ def test_show_predictions_pairs_each_image_with_its_bar_chart():
         show_predictions([make_image()], names, probs)
     with pytest.raises(ValueError, match="each image needs 3 class names"):
         show_predictions([make_image(), make_image()], [names[0], names[1][:2]], probs)
+
+
+def test_draw_box_pixels_outlines_the_box_inside_its_border():
+    picture = np.zeros((60, 80, 3), np.uint8)
+    drawn = utils.plotting.draw_box_pixels(picture, (10, 20, 30, 40))
+    lime = np.all(drawn == utils.plotting.BOX_COLOUR, axis=-1)
+    assert lime[20, 10:30].all() and lime[39, 10:30].all() and lime[20:40, 10].all() and lime[20:40, 29].all()
+    assert not lime[21:39, 11:29].any() and not lime[:, 30:].any() and not lime[40:].any()
+    assert not picture.any(), "the input is not modified"
+    assert not utils.plotting.draw_box_pixels(picture, (5, 5, 5, 9)).any(), "an empty box draws nothing"
+    labelled = np.all(utils.plotting.draw_box_pixels(picture, (10, 30, 70, 50), "cat") == (0, 255, 0), axis=-1)
+    assert labelled[:30, 10:30].any(), "the label's band sits above the box"
+
+
+def test_resize_map_is_bilinear_on_pixel_centres():
+    values = np.array([[0.0, 1.0]], np.float32)
+    resized = utils.plotting.resize_map(values, (1, 4))
+    np.testing.assert_allclose(resized, [[0.0, 0.25, 0.75, 1.0]], atol=1e-6)
+    assert resized.dtype == np.float32 and utils.plotting.resize_map(values, (1, 2)).shape == (1, 2)

@@ -49,7 +49,6 @@ FRAMEWORKS = ("torch", "tensorflow")
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
 
-BOX_COLOUR = (0, 255, 0)  # lime, as utils.draw_box
 
 
 # -------------------------------------------------------------------------------------------------
@@ -311,15 +310,6 @@ def image_classes(targets: Sequence, probs: np.ndarray) -> list[int]:
     return chosen
 
 
-def _resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear on pixel centres, edges held (as utils.overlay resizes a heatmap)."""
-    if values.shape[:2] == tuple(shape):
-        return values.astype(np.float32)
-    import skimage.transform
-
-    return skimage.transform.resize(values, shape, order=1, mode="edge").astype(np.float32)
-
-
 def _clip_scale(magnitude: np.ndarray) -> float:
     """The value that maps to 1: the CLIP_PERCENTILE-th percentile, or the maximum when that is 0."""
     scale = float(np.percentile(magnitude, CLIP_PERCENTILE))
@@ -333,7 +323,7 @@ def picture_and_map(image: np.ndarray, heatmap: np.ndarray, method: str, alpha: 
     [0, 1], or (h, w, 3) signed RGB with 0.5 = zero for the guided methods. Both are resized
     bilinearly to the image's size.
     """
-    from .plotting import overlay
+    from .plotting import overlay, resize_map
 
     size = image.shape[:2]
     heatmap = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
@@ -343,60 +333,22 @@ def picture_and_map(image: np.ndarray, heatmap: np.ndarray, method: str, alpha: 
         scale = _clip_scale(magnitude) if method in PIXEL_METHODS else float(magnitude.max())
         scale = scale if scale > 0 else 1.0
         picture = np.clip(0.5 + signed / (2 * scale), 0, 1)
-        return _resize(picture, size).clip(0, 1), _resize(np.clip(magnitude / scale, 0, 1), size)
+        return resize_map(picture, size).clip(0, 1), resize_map(np.clip(magnitude / scale, 0, 1), size)
     if method in PIXEL_METHODS:
         scale = _clip_scale(heatmap)
         heatmap = np.clip(heatmap / scale, 0, 1) if scale > 0 else heatmap
-    heat = _resize(heatmap, size).clip(0, 1)
+    heat = resize_map(heatmap, size).clip(0, 1)
     return overlay(image, heat, alpha=alpha), heat
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
-    except (TypeError, OSError, ImportError):
-        return ImageFont.load_default()
-
-
-def draw_labelled_box(picture: np.ndarray, box, label: str | None = None) -> np.ndarray:
-    """Draw a half-open (x0, y0, x1, y1) box into an (H, W, 3) picture; returns uint8 pixels.
-
-    The lime outline lies inside the box (its pixels are the box's border pixels), the label sits
-    on a lime band above the box, or inside it at the top when there is no room above. An empty
-    box draws nothing. Pixels, not a matplotlib figure, so the file has the image's exact size.
-    """
-    from PIL import Image, ImageDraw
-
-    pixels = np.asarray(picture)
-    if pixels.dtype != np.uint8:
-        pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    if x1 <= x0 or y1 <= y0:
-        return pixels
-    canvas = Image.fromarray(pixels)
-    draw = ImageDraw.Draw(canvas)
-    height, width = pixels.shape[:2]
-    line = max(1, round(min(height, width) / 150))
-    draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=BOX_COLOUR, width=line)
-    if label:
-        font = _font(max(8, min(height, width) // 28))
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        text_w, text_h = right - left + 4, bottom - top + 4
-        ty = y0 - text_h if y0 - text_h >= 0 else y0
-        tx = min(max(x0, 0), max(width - text_w, 0))
-        draw.rectangle([tx, ty, tx + text_w - 1, ty + text_h - 1], fill=BOX_COLOUR)
-        draw.text((tx + 2 - left, ty + 2 - top), label, fill=(0, 0, 0), font=font)
-    return np.asarray(canvas)
 
 
 def render(image: np.ndarray, heatmap: np.ndarray, method: str, threshold: float = 0.2,
            alpha: float = 0.5, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The finished (H, W, 3) uint8 picture for one image, method and class, and its box."""
+    from .plotting import draw_box_pixels
+
     picture, box_map = picture_and_map(image, heatmap, method, alpha)
     box = box_from_heatmap(box_map, threshold)
-    return draw_labelled_box(picture, box, label), box
+    return draw_box_pixels(picture, box, label), box
 
 
 # -------------------------------------------------------------------------------------------------

@@ -25,21 +25,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import skimage.transform
 
 from . import explain
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image
 from .labels import class_index, imagenet_classes
 from .localization import box_from_heatmap
 from .models import EFFICIENTNET_LITE0_INPUT
-from .plotting import FIGURE_DPI, overlay
+from .plotting import FIGURE_DPI, draw_box_pixels, overlay, resize_map
 
 METHODS = ("cam", "grad_cam", "saliency", "smooth_grad", "guided_backprop", "guided_grad_cam")
 LAYER_METHODS = ("grad_cam", "guided_grad_cam")  # CAM always uses the map that global average pooling reduces
 SIGNED_METHODS = ("guided_backprop", "guided_grad_cam")  # (H, W, 3) maps, shown as they are, no box
 TOP = 5
 SMOOTH_GRAD_SEED = 0
-BOX_COLOUR = (0, 255, 0)
 
 __all__ = ["Explorer", "MapCache", "METHODS", "decode_image_bytes", "decode_upload", "default_images", "explore",
            "render"]
@@ -89,14 +87,6 @@ def decode_upload(value) -> list[tuple[str, np.ndarray]]:
 
 # ---------------------------------------------------------------------------------------------
 # The cache: the model runs only when what is asked for is not known yet
-
-
-def _upsample(raw: np.ndarray, size) -> np.ndarray:
-    """(h, w) -> (H, W) bilinear on pixel centres, edges held: as the backends' upsampling."""
-    if raw.shape == tuple(size):
-        return raw.astype(np.float32)
-    return skimage.transform.resize(raw.astype(np.float32), tuple(size), order=1, mode="edge",
-                                    anti_aliasing=False).astype(np.float32)
 
 
 def _normalise(heat: np.ndarray) -> np.ndarray:
@@ -180,7 +170,7 @@ class MapCache:
         key = (method, target, layer) + ((float(sigma), int(n)) if method == "smooth_grad" else ())
         if key not in self._maps:
             if method in ("cam", "grad_cam"):
-                heat = _normalise(_upsample(self.raw_map(method, target, layer), self.pixels.shape[:2]))
+                heat = _normalise(resize_map(self.raw_map(method, target, layer), self.pixels.shape[:2]))
             elif method == "smooth_grad":
                 heat = self._call(self.xt.smooth_grad, self._x, target, n=int(n), sigma=float(sigma),
                                   seed=SMOOTH_GRAD_SEED)[0]
@@ -196,8 +186,8 @@ class MapCache:
 # Drawing (numpy only: fast enough to redraw on every slider move)
 
 
-def render(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.5, threshold: float | None = 0.2,
-           line: int = 2) -> tuple[np.ndarray, np.ndarray | None]:
+def render(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.5,
+           threshold: float | None = 0.2) -> tuple[np.ndarray, np.ndarray | None]:
     """The picture an explorer shows, (H, W, 3) uint8, and its box (or None).
 
     An (H, W) map is blended onto the image (utils.overlay) with the box of the largest region above
@@ -210,12 +200,7 @@ def render(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.5, threshold: 
     if threshold is None:
         return picture, None
     box = box_from_heatmap(heat, threshold)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    if x1 > x0 and y1 > y0:
-        for rows, cols in ((slice(y0, y0 + line), slice(x0, x1)), (slice(y1 - line, y1), slice(x0, x1)),
-                           (slice(y0, y1), slice(x0, x0 + line)), (slice(y0, y1), slice(x1 - line, x1))):
-            picture[rows, cols] = BOX_COLOUR
-    return picture, box
+    return draw_box_pixels(picture, box), box
 
 
 def _png(picture: np.ndarray) -> bytes:

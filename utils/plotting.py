@@ -11,6 +11,7 @@ import skimage.transform
 from .images import as_rgb_uint8
 
 FIGURE_DPI = 90
+BOX_COLOUR = (0, 255, 0)  # lime, as draw_box
 
 
 def _as_float_rgb(image) -> np.ndarray:
@@ -22,6 +23,55 @@ def _as_float_rgb(image) -> np.ndarray:
             raise ValueError("a float image must hold finite values in [0, 1]; pass uint8 pixels otherwise")
         return image.astype(np.float32)
     return as_rgb_uint8(image).astype(np.float32) / 255
+
+
+def resize_map(values, shape) -> np.ndarray:
+    """(h, w) or (h, w, C) values resized to (H, W) = `shape`: bilinear on pixel centres, edge values held
+    at the border, as torch's and TF's resizing. float32; returned as it is when the size already fits."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape[:2] == tuple(shape):
+        return values
+    return skimage.transform.resize(values, tuple(shape), order=1, mode="edge").astype(np.float32)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def draw_box_pixels(picture: np.ndarray, box, label: str | None = None) -> np.ndarray:
+    """Draw a half-open (x0, y0, x1, y1) box into an (H, W, 3) picture; returns uint8 pixels.
+
+    The lime outline lies inside the box (its pixels are the box's border pixels), the label sits
+    on a lime band above the box, or inside it at the top when there is no room above. An empty
+    box draws nothing. Pixels, not a matplotlib figure, so the file has the image's exact size.
+    """
+    from PIL import Image, ImageDraw
+
+    pixels = np.asarray(picture)
+    if pixels.dtype != np.uint8:
+        pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        return pixels
+    canvas = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(canvas)
+    height, width = pixels.shape[:2]
+    line = max(1, round(min(height, width) / 150))
+    draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=BOX_COLOUR, width=line)
+    if label:
+        font = _font(max(8, min(height, width) // 28))
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        text_w, text_h = right - left + 4, bottom - top + 4
+        ty = y0 - text_h if y0 - text_h >= 0 else y0
+        tx = min(max(x0, 0), max(width - text_w, 0))
+        draw.rectangle([tx, ty, tx + text_w - 1, ty + text_h - 1], fill=BOX_COLOUR)
+        draw.text((tx + 2 - left, ty + 2 - top), label, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
 
 
 def overlay(image, heatmap, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
@@ -37,10 +87,7 @@ def overlay(image, heatmap, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray
         raise ValueError(f"expected one heatmap of shape (h, w), got shape {heat.shape}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    heat = np.clip(np.nan_to_num(heat, nan=0.0), 0, 1)
-    if heat.shape != picture.shape[:2]:
-        # bilinear on pixel centres, edge values held at the border: as torch's and TF's resizing
-        heat = skimage.transform.resize(heat, picture.shape[:2], order=1, mode="edge")
+    heat = resize_map(np.clip(np.nan_to_num(heat, nan=0.0), 0, 1), picture.shape[:2])
     colour = matplotlib.colormaps[cmap](heat)[..., :3]
     return ((1 - alpha) * picture + alpha * colour).astype(np.float32)
 
