@@ -47,3 +47,15 @@ def xt(request):
     import importlib
 
     return importlib.import_module(f"utils.{request.param}")
+
+
+_EMBEDDED_MODELS = {}
+
+
+@pytest.fixture
+def embedded_model(xt):
+    """The backend's embedded EfficientNet-Lite0, loaded once per test process and shared between
+    tests: the methods leave a model as they found it (tests check that), so sharing is safe."""
+    if xt.FRAMEWORK not in _EMBEDDED_MODELS:
+        _EMBEDDED_MODELS[xt.FRAMEWORK] = xt.load_model("efficientnet_lite0")
+    return _EMBEDDED_MODELS[xt.FRAMEWORK]

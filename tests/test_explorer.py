@@ -39,16 +39,9 @@ class CountingBackend:
         return sum(self.calls.values())
 
 
-@pytest.fixture(scope="module")
-def models():
-    return {}
-
-
 @pytest.fixture
-def model(xt, models):
-    if xt.FRAMEWORK not in models:
-        models[xt.FRAMEWORK] = xt.load_model("efficientnet_lite0")
-    return models[xt.FRAMEWORK]
+def model(embedded_model):
+    return embedded_model
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -140,12 +133,8 @@ def test_explorer_renders_and_class_or_threshold_changes_reuse_the_cache(xt, mod
     assert backend.calls["grad_cam"] == 1
 
 
-def test_explorer_other_methods_and_layers(models):
-    import utils.torch as xt  # the backends' methods have their own tests; here only the explorer's use of them
-
-    if "torch" not in models:
-        models["torch"] = xt.load_model("efficientnet_lite0")
-    model = models["torch"]
+@pytest.mark.parametrize("xt", ["torch"], indirect=True)  # the methods have their own tests; here only their use
+def test_explorer_other_methods_and_layers(xt, model):
     explorer = Explorer(xt, model, images={"chelsea": utils.sample_image("chelsea")})
     explorer.n.value = 5
     for method in ("saliency", "smooth_grad", "guided_backprop", "guided_grad_cam"):
@@ -200,12 +189,9 @@ def test_uploads_decode_in_both_ipywidgets_formats():
         decode_upload("cup.png")
 
 
-def test_explorer_shows_an_upload(models):
-    import utils.torch as xt  # the widget logic is framework-free: one backend is enough
-
-    if "torch" not in models:
-        models["torch"] = xt.load_model("efficientnet_lite0")
-    explorer = Explorer(xt, models["torch"], images={"chelsea": utils.sample_image("chelsea")})
+@pytest.mark.parametrize("xt", ["torch"], indirect=True)  # the widget logic is framework-free: one backend is enough
+def test_explorer_shows_an_upload(xt, model):
+    explorer = Explorer(xt, model, images={"chelsea": utils.sample_image("chelsea")})
     data = png_bytes(utils.sample_image("coffee"))
     explorer._on_upload({"new": ({"name": "cup.png", "content": memoryview(data)},)})
     assert explorer.image_choice.value == "cup.png" and explorer.image_choice.options == ("chelsea", "cup.png")

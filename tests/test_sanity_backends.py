@@ -73,9 +73,9 @@ def test_randomized_copy_unknown_layer_lists_the_valid_ones(xt):
         xt.randomized_copy(model, ["conv9"])
 
 
-def test_randomising_the_top_of_the_embedded_model_changes_grad_cam(xt):
+def test_randomising_the_top_of_the_embedded_model_changes_grad_cam(xt, embedded_model):
     """The model-randomisation test in one step: the classifier and the last conv redrawn."""
-    model = xt.load_model("efficientnet_lite0")
+    model = embedded_model
     top = ["classifier", "features.head"] if xt.FRAMEWORK == "torch" else ["predictions", "head"]
     x = xt.preprocess(utils.sample_image("chelsea"), model)
     trained = xt.grad_cam(model, x, target=285)

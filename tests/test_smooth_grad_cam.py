@@ -7,18 +7,10 @@ import utils
 LAYER = {"torch": "features.block14", "tensorflow": "block14_add"}
 
 
-@pytest.fixture(scope="module")
-def models():
-    return {}
-
-
 @pytest.fixture
-def embedded(xt, models):
-    """The embedded model (loaded once per backend) and two photos."""
-    if xt.FRAMEWORK not in models:
-        models[xt.FRAMEWORK] = xt.load_model("efficientnet_lite0")
-    model = models[xt.FRAMEWORK]
-    return model, xt.preprocess([utils.sample_image("chelsea"), utils.cat_and_coffee()], model)
+def embedded(xt, embedded_model):
+    """The embedded model and two photos."""
+    return embedded_model, xt.preprocess([utils.sample_image("chelsea"), utils.cat_and_coffee()], embedded_model)
 
 
 def test_with_sigma_zero_it_is_grad_cam(xt, embedded):
