@@ -3,6 +3,7 @@ import urllib.error
 
 import numpy as np
 import pytest
+import torch
 
 import utils
 import utils.tensorflow as xtf
@@ -167,3 +168,25 @@ def test_preprocess_reports_bad_images(xt):
         xt.preprocess([])
     gray = xt.preprocess(utils.as_rgb_uint8(np.full((20, 30), 200, np.uint8)))
     assert tuple(gray.shape)[0] == 1
+
+
+def tf32_enabled(xt) -> dict:
+    """The framework's TF32 switches (they only act on Ampere and newer GPUs, but can be read anywhere)."""
+    if xt is xtt:
+        return {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
+    import tensorflow as tf
+
+    return {"tensor_float_32": tf.config.experimental.tensor_float_32_execution_enabled()}
+
+
+def test_seed_everything_turns_tf32_off(xt):
+    """TF32 keeps 10 of float32's 23 mantissa bits: the notebooks' identities (to 1e-5) need full precision."""
+    if xt is xtt:
+        torch.backends.cudnn.allow_tf32 = True  # torch's default for convolutions
+    else:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(True)  # TensorFlow's default
+    assert any(tf32_enabled(xt).values())
+    xt.seed_everything(0)
+    assert not any(tf32_enabled(xt).values()), tf32_enabled(xt)

@@ -20,11 +20,16 @@ def best_device() -> torch.device:
 
 
 def seed_everything(seed: int = 0, threads: int | None = None) -> None:
-    """Seed Python, numpy and torch, make cuDNN deterministic, and set torch's thread count."""
+    """Seed Python, numpy and torch, make cuDNN deterministic, keep float32 at full precision on GPUs
+    (no TF32), and set torch's thread count."""
     spec.seed_python_and_numpy(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    # From Ampere on, cuDNN convolutions default to TF32 (10-bit mantissa): CAM's identity would hold to
+    # about 1e-3 instead of 1e-6. Matmuls are full precision by default; say so rather than rely on it.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(threads or spec.default_threads())
 
 
