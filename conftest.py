@@ -11,9 +11,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# torch and torchvision before tensorflow, always (DESIGN.md sec. 7: the other order segfaults).
-import torch  # noqa: E402,F401
-import torchvision  # noqa: E402,F401
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+
+# torch and torchvision before tensorflow, always, where torch is installed (the other order segfaults).
+# `make test-colab` runs without torch: only what needs none, and the xt fixture skips its torch case.
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+if HAS_TORCH:
+    import torch  # noqa: E402,F401
+    import torchvision  # noqa: E402,F401
 
 import pytest  # noqa: E402
 
@@ -31,6 +37,15 @@ def pytest_collection_modifyitems(items):
                 _without_stderr(test), _without_stderr(ref), skip_compare)
 
 
+def pytest_report_header():
+    """Which float kernels and how many threads this run uses (`make test-other-cpu` changes both)."""
+    kernels = [f"{name}={os.environ[name]}" for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "TF_ENABLE_ONEDNN_OPTS")
+               if name in os.environ]
+    if HAS_TORCH:
+        kernels.append(f"ATen runs {torch.backends.cpu.get_cpu_capability()}")
+    return f"threads per process: {os.environ['COURSE_THREADS']}; CPU kernels: {', '.join(kernels) or 'the default'}"
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print the figures tests record with `record_property("figure", ...)` (parity, timings)."""
     lines = [value for report in terminalreporter.stats.get("passed", [])
@@ -44,8 +59,8 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(params=["torch", "tensorflow"])
 def xt(request):
     """Each backend in turn (the torch one is imported first, above)."""
-    import importlib
-
+    if request.param == "torch" and not HAS_TORCH:
+        pytest.skip("PyTorch is not installed (the `make test-colab` lane runs without it)")
     return importlib.import_module(f"utils.{request.param}")
 
 
