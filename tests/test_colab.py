@@ -5,7 +5,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli
+    import tomli as tomllib
 from pathlib import Path
 
 import pytest
@@ -18,10 +21,6 @@ set_repo_url = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(set_repo_url)
 
 NOTEBOOKS = set_repo_url.notebooks(ROOT)
-# What Colab's runtime ships (DESIGN.md sec. 7, from its published package list): the setup cell must not
-# reinstall or upgrade these, and everything else the core needs it must name itself.
-COLAB_PREINSTALLED = {"numpy", "matplotlib", "scikit-image", "scipy", "pillow", "ipywidgets", "ipykernel", "ipython",
-                      "torch", "torchvision", "tensorflow", "keras"}
 NEVER_ON_COLAB = {"torch", "torchvision", "tensorflow", "tensorflow-cpu", "keras", "ipywidgets", "ipykernel", "ipython"}
 
 
@@ -29,9 +28,23 @@ def requirement_name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
+# What Colab's runtime ships, from its published package list (also `make test-colab`'s versions): the setup
+# cell must not reinstall or upgrade these, and everything else the core needs it must name itself.
+COLAB_RUNTIME = [line.strip() for line in (ROOT / "tests" / "colab_runtime.txt").read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+COLAB_PREINSTALLED = {requirement_name(requirement) for requirement in COLAB_RUNTIME}
+
+
 def setup_cell(path: Path) -> str:
     code = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
     return "".join(code[0]["source"])
+
+
+def test_colab_runtime_pins_exact_versions_of_what_the_setup_cell_relies_on():
+    for requirement in COLAB_RUNTIME:
+        assert re.fullmatch(r"[a-z0-9-]+==\d+(\.\d+)+", requirement), f"{requirement!r}: pin as name==version"
+    assert len(COLAB_PREINSTALLED) == len(COLAB_RUNTIME), "a package is pinned twice"
+    assert NEVER_ON_COLAB - {"tensorflow-cpu"} <= COLAB_PREINSTALLED
 
 
 def test_every_badge_and_setup_cell_agrees_with_repo_url():
@@ -146,3 +159,98 @@ def test_rejects_what_is_not_a_github_repository(url):
                                  "github.com/a/b", "http://www.github.com/a/b"])
 def test_accepts_the_usual_forms(url):
     assert set_repo_url.normalise(url) == "https://github.com/a/b"
+
+
+# ---------------------------------------------------------------------------------------------- running the setup cell
+
+PYTORCH_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem.endswith("_pytorch")]
+TENSORFLOW_NOTEBOOKS = [p for p in NOTEBOOKS if p.stem.endswith("_tensorflow")]
+
+
+def run_setup_cell(path: Path, monkeypatch, *, on_colab=True, clone_exists=False, pull_fails=False,
+                   tensorflow_installed=True, commands: list | None = None) -> list[list[str]]:
+    """Run the notebook's setup cell here as Colab would, with git and pip faked: the commands it ran
+    (appended to `commands` as they run, so they are known when the cell raises)."""
+    import os
+    import types
+
+    cell = setup_cell(path)
+    repo = re.search(r'repo = "([^"]+)"', cell).group(1)
+    commands = [] if commands is None else commands
+
+    def fake_run(command, *args, **kwargs):
+        commands.append([str(part) for part in command])
+        failed = pull_fails and "pull" in command
+        if failed and kwargs.get("check"):
+            raise subprocess.CalledProcessError(1, command)
+        return subprocess.CompletedProcess(command, 1 if failed else 0)
+
+    real_exists, real_find_spec = os.path.exists, importlib.util.find_spec
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "run", fake_run)
+        patch.setattr(os.path, "exists", lambda p: clone_exists if str(p) == repo else real_exists(p))
+        patch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" and not
+                      tensorflow_installed else real_find_spec(name, *a))
+        patch.setattr(sys, "path", list(sys.path))
+        if on_colab:
+            patch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+        else:
+            patch.delitem(sys.modules, "google.colab", raising=False)
+        exec(compile(cell, str(path), "exec"), {"__name__": "__main__"})
+    return commands
+
+
+def is_pip_install(command: list[str]) -> bool:
+    return command[1:4] == ["-m", "pip", "install"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_clones_once_then_updates_the_clone(path, monkeypatch, capsys):
+    first = run_setup_cell(path, monkeypatch, clone_exists=False)
+    assert first[0][:2] == ["git", "clone"] and utils.REPO_URL in first[0]
+    assert not any("pull" in command for command in first) and is_pip_install(first[-1])
+
+    again = run_setup_cell(path, monkeypatch, clone_exists=True)  # a second run, or a runtime that kept /content
+    assert not any("clone" in command for command in again), "an existing clone is updated, not kept as it was"
+    assert again[0][:2] == ["git", "-C"] and again[0][3:5] == ["pull", "--ff-only"]
+    assert is_pip_install(again[-1])
+    assert capsys.readouterr().out == ""
+
+    diverged = run_setup_cell(path, monkeypatch, clone_exists=True, pull_fails=True)  # no crash: a warning
+    assert "pull" in diverged[0] and is_pip_install(diverged[-1])
+    assert "Warning: could not update" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_cell_does_nothing_outside_colab(path, monkeypatch, capsys):
+    assert run_setup_cell(path, monkeypatch, on_colab=False) == []
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("path", TENSORFLOW_NOTEBOOKS, ids=lambda p: p.name)
+def test_tensorflow_twins_stop_at_the_setup_cell_without_tensorflow(path, monkeypatch):
+    for on_colab in (True, False):  # e.g. a Colab TPU runtime, or a PyTorch-only environment
+        commands = []
+        with pytest.raises(RuntimeError, match=r"needs TensorFlow.*Runtime > Change runtime type.*PyTorch twin"):
+            run_setup_cell(path, monkeypatch, on_colab=on_colab, tensorflow_installed=False, commands=commands)
+        assert commands == [], "it stops before cloning or installing anything"
+    assert "import tensorflow" not in setup_cell(path), "looked up, not imported: utils.tensorflow quiets its log"
+
+
+@pytest.mark.parametrize("path", PYTORCH_NOTEBOOKS, ids=lambda p: p.name)
+def test_pytorch_twins_run_without_tensorflow(path, monkeypatch):
+    commands = run_setup_cell(path, monkeypatch, tensorflow_installed=False)
+    assert is_pip_install(commands[-1])
+    assert 'find_spec("tensorflow")' not in setup_cell(path), "the PyTorch twins do not need TensorFlow"
+
+
+def test_setup_cells_are_one_cell_per_framework_and_differ_only_by_the_tensorflow_check():
+    pytorch = {setup_cell(p) for p in PYTORCH_NOTEBOOKS}
+    tensorflow = {setup_cell(p) for p in TENSORFLOW_NOTEBOOKS}
+    assert len(pytorch) == 1 and len(tensorflow) == 1, "copy the setup cell to every notebook of the framework"
+    (pytorch,), (tensorflow,) = pytorch, tensorflow
+    pytorch_lines, tensorflow_lines = pytorch.splitlines(), tensorflow.splitlines()
+    extra = [line for line in tensorflow_lines if line not in pytorch_lines]
+    assert [line for line in tensorflow_lines if line in pytorch_lines] == pytorch_lines
+    assert 'find_spec("tensorflow") is None' in "\n".join(extra) and "raise RuntimeError" in "\n".join(extra)
+    assert tensorflow_lines.index(extra[0]) < tensorflow_lines.index('if "google.colab" in sys.modules:')

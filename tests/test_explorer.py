@@ -2,6 +2,7 @@
 import io
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image
 
 import utils
-from utils.explorer import Explorer, MapCache, decode_image_bytes, decode_upload, render
+from utils.explorer import (MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, Explorer, MapCache, decode_image_bytes, decode_upload,
+                            render)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_THE_MODEL = {"cam", "cam_parts", "grad_cam", "saliency", "smooth_grad", "guided_backprop", "guided_grad_cam",
@@ -198,6 +200,137 @@ def test_explorer_shows_an_upload(xt, model):
     assert "espresso" in explorer.status.value
     explorer._on_upload({"new": {"bad.png": {"metadata": {}, "content": b"junk"}}})
     assert "could not read an image" in explorer.status.value and explorer.image_choice.value == "cup.png"
+
+
+EMPTY_UPLOAD_ADVICE = ("arrived empty", "ipywidgets 7 on Colab", "about 1 MB or more", "below 1 MB",
+                       'explorer.add_image("my photo", utils.load_image(')
+
+
+def upload_values(name: str, content, size: int) -> tuple[dict, tuple]:
+    """The same file as a FileUpload value of ipywidgets 7 (a dict) and of ipywidgets 8 (a tuple)."""
+    version_7 = {name: {"metadata": {"name": name, "type": "image/jpeg", "size": size}, "content": bytes(content)}}
+    version_8 = ({"name": name, "type": "image/jpeg", "size": size, "content": memoryview(bytes(content)),
+                  "last_modified": 0},)
+    return version_7, version_8
+
+
+def large_png(width: int, height: int) -> bytes:
+    """A 1-bit PNG of width x height pixels: a few kilobytes, however many pixels it has."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_upload_that_arrived_empty_says_why_and_what_to_do():
+    for value in upload_values("holiday.jpg", b"", 2_500_000):  # Colab sent the name and size, not the bytes
+        with pytest.raises(ValueError) as raised:
+            decode_upload(value)
+        message = str(raised.value)
+        assert "'holiday.jpg'" in message and "2.4 MB" in message
+        for advice in EMPTY_UPLOAD_ADVICE:
+            assert advice in message
+    good = png_bytes(utils.sample_image("coffee")[:32, :32])
+    mixed = ({"name": "ok.png", "content": memoryview(good)}, {"name": "big.jpg", "content": memoryview(b"")})
+    with pytest.raises(ValueError, match="'big.jpg' arrived empty"):  # no file is returned, not even the good one
+        decode_upload(mixed)
+    with pytest.raises(ValueError, match="arrived empty"):
+        decode_image_bytes(memoryview(b""), "empty.png")
+
+
+def test_a_too_large_upload_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"'huge.jpg' is 21\.0 MB; the explorer takes files up to 20 MB"):
+        decode_image_bytes(b"\xff\xd8" + bytes(MAX_UPLOAD_BYTES + 2**20 - 2), "huge.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even PIL's DecompressionBombWarning
+        with pytest.raises(ValueError, match=r"'wide.png' is too large \(8000 x 7000 pixels\).* 50 megapixels"):
+            decode_image_bytes(large_png(8000, 7000), "wide.png")
+        with pytest.raises(ValueError, match=r"'bomb.png' is too large; .* 50 megapixels") as raised:
+            decode_image_bytes(large_png(20000, 10000), "bomb.png")  # PIL refuses to open it: the same message
+    assert type(raised.value) is ValueError and 8000 * 7000 > MAX_UPLOAD_PIXELS
+    assert decode_image_bytes(large_png(300, 200), "small.png").shape == (200, 300, 3)  # under the limits: read
+    with pytest.raises(ValueError, match="could not read an image from the uploaded file 'cut.png'"):
+        decode_image_bytes(large_png(300, 200)[:60], "cut.png")  # a damaged file: our message, not PIL's error
+
+
+def _html_text(text: str) -> str:
+    """`text` as the status line (HTML) shows it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def explorer_state(explorer) -> tuple:
+    return (list(explorer.images), explorer.image_choice.value, explorer.image_choice.options, explorer.target,
+            explorer.picture.copy(), explorer.cache.pixels.copy(), explorer.cache.model_calls)
+
+
+def assert_same_state(before: tuple, after: tuple) -> None:
+    for was, now in zip(before, after, strict=True):
+        if isinstance(was, np.ndarray):
+            np.testing.assert_array_equal(was, now)
+        else:
+            assert was == now
+
+
+@pytest.mark.parametrize("xt", ["torch"], indirect=True)  # the widget logic is framework-free: one backend is enough
+def test_explorer_explains_an_empty_or_too_large_upload(xt, model):
+    explorer = Explorer(xt, model, images={"chelsea": utils.sample_image("chelsea")})
+    before = explorer_state(explorer)
+    cases = [(upload_values("holiday.jpg", b"", 1_800_000), EMPTY_UPLOAD_ADVICE + ("'holiday.jpg'",)),
+             (upload_values("scan.png", b"\x89PNG" + bytes(MAX_UPLOAD_BYTES), MAX_UPLOAD_BYTES + 4), ("20 MB",)),
+             (upload_values("wide.png", large_png(8000, 7000), 9_000), ("too large", "50 megapixels"))]
+    for values, expected in cases:
+        for value in values:  # ipywidgets 7 and 8
+            explorer.status.value = ""
+            explorer._on_upload({"new": value})
+            for text in expected:
+                assert _html_text(text) in explorer.status.value
+            assert_same_state(before, explorer_state(explorer))
+
+
+def file_upload_7():
+    """ipywidgets 7.7's FileUpload (Colab's) as the explorer sees it: the button counts the files it sent in
+    `_counter`, and the widget's own observer then sets `value`, a dict, from `metadata` and `data`."""
+    import ipywidgets
+    import traitlets
+
+    class FileUpload7(ipywidgets.FileUpload):
+        value = traitlets.Dict()
+        _counter = traitlets.Int()
+        metadata = traitlets.List()
+        data = traitlets.List()
+
+        @traitlets.observe("_counter")
+        def _on_counter(self, change):
+            self.value = {m["name"]: {"metadata": m, "content": c} for m, c in zip(self.metadata, self.data)}
+
+        def send(self, metadata: list, data: list) -> None:  # what the browser does after a file is chosen
+            self.metadata, self.data = metadata, data
+            self._counter += len(metadata) or 1
+
+    return FileUpload7
+
+
+@pytest.mark.parametrize("xt", ["torch"], indirect=True)
+def test_explorer_on_ipywidgets_7_says_when_no_file_reached_the_kernel(xt, model, monkeypatch):
+    import ipywidgets
+
+    monkeypatch.setattr(ipywidgets, "FileUpload", file_upload_7())
+    explorer = Explorer(xt, model, images={"chelsea": utils.sample_image("chelsea")})
+    before = explorer_state(explorer)
+    explorer.upload.send([], [])  # the button counted a file, nothing arrived: `value` stays {}, no change event
+    assert explorer.upload.value == {}
+    for text in EMPTY_UPLOAD_ADVICE:
+        assert _html_text(text) in explorer.status.value
+    assert_same_state(before, explorer_state(explorer))
+
+    explorer.status.value = ""
+    explorer.upload.send([{"name": "big.jpg", "size": 3_000_000}], [b""])  # the name arrived, the bytes did not
+    assert "'big.jpg' arrived empty (its size was given as 2.9 MB)" in explorer.status.value
+    assert_same_state(before, explorer_state(explorer))
+
+    data = png_bytes(utils.sample_image("coffee"))
+    explorer.upload.send([{"name": "cup.png", "size": len(data)}], [data])  # a small file works as before
+    assert explorer.image_choice.value == "cup.png" and "espresso" in explorer.status.value
+    assert "arrived empty" not in explorer.status.value
 
 
 def test_render_draws_overlays_boxes_and_signed_maps():

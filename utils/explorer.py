@@ -22,6 +22,7 @@ import io
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ SIGNED_METHODS = ("guided_backprop", "guided_grad_cam")  # (H, W, 3) maps, shown
 TOP = 5
 SMOOTH_GRAD_SEED = 0
 
-__all__ = ["Explorer", "MapCache", "METHODS", "decode_image_bytes", "decode_upload", "default_images", "explore",
-           "render"]
+__all__ = ["Explorer", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "MapCache", "METHODS", "decode_image_bytes",
+           "decode_upload", "default_images", "empty_upload_message", "explore", "render"]
 
 
 def default_images() -> dict[str, np.ndarray]:
@@ -52,20 +53,64 @@ def default_images() -> dict[str, np.ndarray]:
 # Uploaded files
 
 
+# Limits on an uploaded file: the model sees 224 x 224 pixels, so a larger file only costs time and memory.
+MAX_UPLOAD_BYTES = 20 * 2**20  # 20 MB
+MAX_UPLOAD_PIXELS = 50_000_000  # 50 megapixels: more than a phone photo (PIL itself warns from about 89)
+_FROM_CODE = ("or copy the file to the runtime (on Colab: the Files panel on the left) and add it from code: "
+              "explorer.add_image(\"my photo\", utils.load_image(\"/content/photo.jpg\"))")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def empty_upload_message(name: str | None = None, size: int | None = None) -> str:
+    """What to tell the reader when an upload reaches the kernel without its bytes (or without the file)."""
+    what = "The uploaded file" if name is None else f"The uploaded file {name!r}"
+    sent = f" (its size was given as {_megabytes(size)})" if size else ""
+    return (f"{what} arrived empty{sent}. This is a known limit of the upload button of ipywidgets 7 on Colab: "
+            "a file of about 1 MB or more arrives empty. Resize or compress the image below 1 MB and upload it "
+            f"again, {_FROM_CODE}.")
+
+
 def decode_image_bytes(data, name: str = "upload") -> np.ndarray:
-    """The bytes of an image file (PNG, JPEG, ...) as HxWx3 uint8, decoded like utils.load_image."""
+    """The bytes of an image file (PNG, JPEG, ...) as HxWx3 uint8, decoded like utils.load_image.
+
+    An empty file, a file over MAX_UPLOAD_BYTES, an image over MAX_UPLOAD_PIXELS and anything that is not
+    an image raise ValueError with a message for the reader (never an error from inside PIL).
+    """
+    from PIL import Image
+
     data = bytes(data)
     if not data:
-        raise ValueError(f"{name!r} is empty: no image to read")
+        raise ValueError(empty_upload_message(name))
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"the uploaded file {name!r} is {_megabytes(len(data))}; the explorer takes files up to "
+                         f"{MAX_UPLOAD_BYTES // 2**20} MB: resize or compress the image (the model sees "
+                         "224 x 224 pixels anyway)")
+    unreadable = f"could not read an image from the uploaded file {name!r}; upload a PNG or JPEG photo"
+    try:  # the header only: the size is known before the pixels are decoded
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                width, height = opened.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception as error:  # PIL raises many kinds on a file that is not an image
+        raise ValueError(unreadable) from error
+    if width is None or width * height > MAX_UPLOAD_PIXELS:
+        size = "" if width is None else f" ({width} x {height} pixels)"
+        raise ValueError(f"the uploaded image {name!r} is too large{size}; the explorer takes images up to "
+                         f"{MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels: resize it (the model sees 224 x 224 pixels "
+                         "anyway)")
     handle, path = tempfile.mkstemp(suffix=Path(name).suffix or ".img")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         try:
             return load_image(path)
-        except ValueError as error:
-            raise ValueError(f"could not read an image from the uploaded file {name!r}; "
-                             "upload a PNG or JPEG photo") from error
+        except Exception as error:  # load_image's ValueError, or what PIL raises on a damaged file
+            raise ValueError(unreadable) from error
     finally:
         os.remove(path)
 
@@ -75,14 +120,21 @@ def decode_upload(value) -> list[tuple[str, np.ndarray]]:
 
     ipywidgets 7 (Colab): a dict {filename: {"metadata": {...}, "content": bytes}}.
     ipywidgets 8: a tuple of dicts {"name": ..., "type": ..., "size": ..., "content": memoryview, ...}.
+    A file that arrived empty (Colab's ipywidgets 7 with a file of about 1 MB or more) raises ValueError
+    with what to do instead; so does any file that cannot be read, and then no file is returned.
     """
     if isinstance(value, dict):  # ipywidgets 7
-        files = [(str(name), entry["content"]) for name, entry in value.items()]
+        files = [(str(name), entry.get("content", b""), (entry.get("metadata") or {}).get("size"))
+                 for name, entry in value.items()]
     elif isinstance(value, (tuple, list)):  # ipywidgets 8
-        files = [(str(entry.get("name", f"upload {i}")), entry["content"]) for i, entry in enumerate(value)]
+        files = [(str(entry.get("name", f"upload {i}")), entry.get("content", b""), entry.get("size"))
+                 for i, entry in enumerate(value)]
     else:
         raise TypeError(f"expected a FileUpload value (a dict in ipywidgets 7, a tuple in 8), got {type(value).__name__}")
-    return [(name, decode_image_bytes(content, name)) for name, content in files]
+    for name, content, size in files:
+        if not content:  # b"", an empty memoryview or None
+            raise ValueError(empty_upload_message(name, size if isinstance(size, int) else None))
+    return [(name, decode_image_bytes(content, name)) for name, content, _ in files]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +323,8 @@ class Explorer:
         self.widget = widgets.VBox([widgets.HBox([controls, self.view]), self.status])
         self.image_choice.observe(self._on_image, names="value")
         self.upload.observe(self._on_upload, names="value")
+        if "_counter" in self.upload.trait_names():  # ipywidgets 7: it counts every file the button sent
+            self.upload.observe(self._on_upload_counter, names="_counter")
         self.class_name.observe(self._on_class_name, names="value")
         for control in (self.method_choice, self.class_choice, self.layer_choice, self.alpha, self.threshold,
                         self.sigma, self.n):
@@ -356,9 +410,15 @@ class Explorer:
 
     def _on_upload(self, change) -> None:
         def add():
-            for name, image in decode_upload(change["new"]):
+            for name, image in decode_upload(change["new"]):  # all decoded (or an error) before any is added
                 self.add_image(name, image)
         self._guarded(add)
+
+    def _on_upload_counter(self, change) -> None:
+        """ipywidgets 7 (Colab): the button sent a file but none reached the kernel, so `value` did not change
+        (it is set before this runs); say why instead of doing nothing."""
+        if change["new"] and not self.upload.value:
+            self._show_error(empty_upload_message())
 
     def _on_class_name(self, change) -> None:
         if change["new"]:
@@ -373,7 +433,11 @@ class Explorer:
         try:
             action()
         except (ValueError, TypeError, RuntimeError) as error:
-            self.status.value = f"<span style='color:#b00'>{_escape(str(error))}</span>"
+            self._show_error(str(error))
+
+    def _show_error(self, message: str) -> None:
+        """A message in red in the status line under the picture; the explorer's state stays as it was."""
+        self.status.value = f"<span style='color:#b00'>{_escape(message)}</span>"
 
     # -- drawing --
 
