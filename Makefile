@@ -35,7 +35,8 @@ test: $(STAMP)
 # `make test-other-cpu`: every notebook again on other float kernels than this CPU's own (oneDNN's
 # SSE4.1 code, ATen's unvectorised baseline, TensorFlow without oneDNN) and with two threads in one
 # process, as a reader's laptop would run them: an output that only one CPU or one thread count
-# reproduces fails here, whatever machine CI runs on.
+# reproduces fails here, whatever machine CI runs on. One process: two pytest workers of two threads each
+# oversubscribe a 2-core machine and took twice as long (19.8 against 10 minutes).
 OTHER_CPU := ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default TF_ENABLE_ONEDNN_OPTS=0 COURSE_THREADS=2
 
 test-other-cpu: $(STAMP)
