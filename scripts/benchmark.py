@@ -1,6 +1,6 @@
 """Speed of our Grad-CAM and SmoothGrad against their floors and the established libraries.
 
-Side by side in one process, same model, batch, input and device (DESIGN.md sec. 8):
+Side by side in one process, same model, batch, input and device (ARCHITECTURE.md, "Tests and CI"):
   floor     Grad-CAM: one forward plus the backward to the layer; SmoothGrad: n forward-and-backward
             passes to the input, in the same chunks of `batch_size` images.
   ours      utils.torch / utils.tensorflow.

@@ -242,7 +242,7 @@ def test_imagenet_classes_has_1000_names_in_model_order():
 
 def test_imagenet_classes_match_torchvision():
     # Read torchvision's list from its source instead of importing it: fast, and torchvision
-    # must never be imported after tensorflow in one process (DESIGN.md sec. 7).
+    # must never be imported after tensorflow in one process (ARCHITECTURE.md, "Import order").
     spec = importlib.util.find_spec("torchvision")
     if spec is None:
         pytest.skip("torchvision is not installed")

@@ -7,7 +7,7 @@ names, in the style of d2l:
     from utils import torch as xt        # or
     from utils import tensorflow as xt
 
-Import the PyTorch backend before the TensorFlow one when a process uses both (DESIGN.md, sec. 7).
+Import the PyTorch backend before the TensorFlow one when a process uses both (ARCHITECTURE.md, "Import order").
 """
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image, sample_images
 from .labels import class_index, imagenet_classes

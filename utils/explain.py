@@ -4,7 +4,7 @@ The maths lives in each backend (utils/torch/methods.py, utils/tensorflow/method
 model's device; this module only validates the small arguments, so both backends accept and
 reject exactly the same inputs with the same words.
 
-Conventions of every method (DESIGN.md sec. 3):
+Conventions of every method (ARCHITECTURE.md, "What an explanation method promises"):
 - `target`: None = each image's top-1 class; an int = that class for every image; a sequence =
   one class per image.
 - Heatmaps come back as (B, H, W) float32 at input resolution (`upsample=False`: the feature
