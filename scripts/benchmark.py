@@ -16,6 +16,12 @@ the cat-and-coffee photo: after the first render, a change of class (top-1 <-> t
 threshold for CAM and Grad-CAM, each a full redraw from the cache (the target is at most 100 ms on CPU):
 
     python scripts/benchmark.py --case explorer --threads 1
+
+--case table times every method of the table of methods (utils.contract.METHODS) with its defaults
+(SmoothGrad with --smooth-n samples), same model, batch and device, beside Grad-CAM's time: what a new
+method costs next to the one it extends.
+
+    python scripts/benchmark.py --case table --model efficientnet_lite0 --batch 8
 """
 from __future__ import annotations
 
@@ -224,6 +230,39 @@ def bench_explorer(framework: str, args) -> dict:
     return {"device": f"{device} ({args.threads} threads)", "framework": framework, "results_ms": times}
 
 
+def bench_table(framework: str, args) -> dict:
+    import importlib
+
+    from utils import contract
+
+    xt = importlib.import_module(f"utils.{framework}")
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model(args.model, pretrained=False) if framework == "tensorflow" else xt.load_model(
+        args.model, pretrained=False, device=args.device or xt.best_device())
+    x = xt.preprocess(images(args.batch), model)
+    cases = {}
+    for row in contract.METHODS:
+        options = {"n": args.smooth_n, "batch_size": args.smooth_batch, "seed": 0} if row.name == "smooth_grad" else {}
+        case = lambda function=getattr(xt, row.name), options=options: function(model, x, **options)  # noqa: E731
+        try:
+            case()
+        except ValueError as error:  # e.g. CAM on VGG16, whose head is not GAP -> linear
+            print(f"{framework} {row.name}: skipped ({error})")
+            continue
+        cases[row.name] = case
+    times = interleaved_ms(cases, args.repeats)  # each method returns numpy: the device is synchronised
+    device = "cpu" if framework == "tensorflow" else str(xt.model_device(model))
+    return {"device": f"{device} ({args.threads} threads), batch {args.batch}", "framework": framework,
+            "results_ms": times}
+
+
+def report_table(name: str, result: dict) -> None:
+    print(f"\nevery method of the table, {name}, on {result['device']}: median ms")
+    rows = result["results_ms"]
+    for key, value in rows.items():
+        print(f"  {key:20s} {value:9.1f} ms   {value / rows['grad_cam']:5.2f} x grad_cam")
+
+
 def report_explorer(name: str, result: dict) -> None:
     print(f"\nexplorer, {name}, on {result['device']}: median wall time of each change")
     for key, value in result["results_ms"].items():
@@ -244,9 +283,10 @@ def report(name: str, result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", choices=["torch", "tensorflow", "both"], default="both")
-    parser.add_argument("--case", choices=["methods", "explorer"], default="methods",
+    parser.add_argument("--case", choices=["methods", "explorer", "table"], default="methods",
                         help="methods: Grad-CAM and SmoothGrad against floor and libraries (default); "
-                             "explorer: update times of the interactive explorer")
+                             "explorer: update times of the interactive explorer; table: every method of the "
+                             "table of methods beside Grad-CAM")
     parser.add_argument("--model", default="resnet50", help="resnet50 (default), vgg16 or efficientnet_lite0")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--smooth-n", type=int, default=10, help="SmoothGrad samples (the issue quotes 10 on CPU, 50 on GPU)")
@@ -257,11 +297,12 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     results = {"args": vars(args)}
-    if args.case == "explorer":
+    if args.case in ("explorer", "table"):
+        bench, report_case = (bench_explorer, report_explorer) if args.case == "explorer" else (bench_table, report_table)
         for framework in ("torch", "tensorflow"):  # torch first: it must be imported before tensorflow
             if args.framework in (framework, "both"):
-                results[framework] = bench_explorer(framework, args)
-                report_explorer(framework, results[framework])
+                results[framework] = bench(framework, args)
+                report_case(framework, results[framework])
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2))

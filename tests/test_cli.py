@@ -116,17 +116,22 @@ def test_an_all_zero_map_draws_no_box():
 
 def test_progress_bar_draws_and_clears_around_messages():
     stream = io.StringIO()
-    progress = cli.Progress(3, stream, enabled=True, width=6)
-    progress.start("a.png")
-    progress.advance()
-    progress.message("skipped: b.png")
+    progress = cli.progress_bar(3, stream, enabled=True)
+    progress.set_postfix_str("a.png")
+    progress.update()
+    cli._write(progress, "skipped: b.png", stream)
     progress.close()
     text = stream.getvalue()
-    assert "[------] 0/3 a.png" in text and "[##----] 1/3" in text
-    assert "\rskipped:b.png\n" in text.replace(" ", "")  # the bar is cleared before the message
+    assert "1/3" in text and "a.png" in text
+    before, after = text.split("skipped: b.png\n")
+    assert before.endswith("\r") or before.rstrip(" ").endswith("\r"), "the bar is cleared before the message"
+    assert "1/3" in after, "and drawn again after it"
     quiet = io.StringIO()
-    cli.Progress(3, quiet).advance()  # a StringIO is no terminal: no bar by default
-    assert quiet.getvalue() == ""
+    bar = cli.progress_bar(3, quiet)  # a StringIO is no terminal: no bar by default
+    bar.update()
+    cli._write(bar, "written.png", quiet)
+    bar.close()
+    assert quiet.getvalue() == "written.png\n"
 
 
 # -------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import utils.plotting  # noqa: E402
+from utils import plotting  # noqa: E402
 from utils.plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions  # noqa: E402
 
 JET = matplotlib.colormaps["jet"]
@@ -195,3 +196,29 @@ def test_resize_map_is_bilinear_on_pixel_centres():
     resized = utils.plotting.resize_map(values, (1, 4))
     np.testing.assert_allclose(resized, [[0.0, 0.25, 0.75, 1.0]], atol=1e-6)
     assert resized.dtype == np.float32 and utils.plotting.resize_map(values, (1, 2)).shape == (1, 2)
+
+
+def test_for_display_clips_pixel_maps_at_the_99th_percentile_and_centres_signed_maps():
+    values = np.linspace(0, 1, 10_000, dtype=np.float32).reshape(100, 100) ** 4
+    shown = plotting.for_display(values, "saliency")
+    assert shown.max() == 1 and (shown == 1).mean() == pytest.approx(0.01, abs=0.002)  # the top 1% clipped
+    np.testing.assert_allclose(plotting.for_display(values, "grad_cam"), values / values.max())  # not pixel-level
+    signed = np.zeros((4, 4, 3), np.float32)
+    signed[0, 0] = (2.0, -2.0, 0.0)
+    rgb = plotting.for_display(signed, "guided_grad_cam")
+    assert rgb[1, 1].tolist() == [0.5, 0.5, 0.5] and rgb[0, 0].tolist() == [1.0, 0.0, 0.5]
+
+
+def test_show_map_draws_what_method_picture_draws():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    heat = rng.random((30, 40)).astype(np.float32) ** 6
+    figure, ax = plt.subplots()
+    try:
+        plotting.show_map(ax, image, heat, "smooth_grad", threshold=0.3)
+        np.testing.assert_allclose(ax.images[0].get_array(), plotting.method_picture(image, heat, "smooth_grad")[0])
+        assert len(ax.patches) == 1  # the box
+    finally:
+        plt.close(figure)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from utils.shapes import SHAPE_CLASSES, ShapesDataset, make_shapes
+from utils.localization import LocalizationDataset
+from utils.shapes import SHAPE_CLASSES, make_shapes
 
 N, SIZE = 300, 64
 
@@ -14,7 +15,7 @@ def data():
 
 
 def test_arrays_have_the_documented_shapes_and_dtypes(data):
-    assert isinstance(data, ShapesDataset) and len(data) == N
+    assert isinstance(data, LocalizationDataset) and len(data) == N
     assert data.images.shape == (N, SIZE, SIZE, 3) and data.images.dtype == np.uint8
     assert data.labels.shape == (N,) and data.labels.dtype == np.int64
     assert data.boxes.shape == (N, 4) and data.boxes.dtype == np.int64

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import utils
+from utils import cli, contract
 from utils.explorer import (MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, Explorer, MapCache, decode_image_bytes, decode_upload,
                             render)
 
@@ -141,14 +142,18 @@ def test_explorer_other_methods_and_layers(xt, model):
     explorer.n.value = 5
     for method in ("saliency", "smooth_grad", "guided_backprop", "guided_grad_cam"):
         explorer.set_method(method)
-        assert explorer.picture.shape == (224, 224, 3)
-        assert (explorer.box is None) == (method in ("guided_backprop", "guided_grad_cam"))
+        assert explorer.picture.shape == (224, 224, 3) and explorer.box is not None
+        assert explorer.alpha.disabled == (method in ("guided_backprop", "guided_grad_cam"))  # not blended
     assert explorer.layer_choice.disabled is False  # guided_grad_cam uses the layer
     layer = xt.feature_layers(model)[-3]
     explorer.set_layer(layer)
     explorer.set_method("grad_cam")
     np.testing.assert_allclose(explorer.heat, xt.grad_cam(model, xt.preprocess(explorer.cache.pixels, model), 285,
                                                           layer)[0], atol=1e-4)
+    explorer.set_method("cam")  # CAM takes the layer too (the table says so), and only GAP's input is valid
+    assert "CAM needs a model that ends in global average pooling" in explorer.status.value
+    explorer.set_layer(xt.feature_layers(model)[-1])
+    assert "cam for" in explorer.status.value and explorer.box is not None
 
 
 def test_explorer_class_by_name_and_bad_input(xt, model):
@@ -337,10 +342,30 @@ def test_render_draws_overlays_boxes_and_signed_maps():
     pixels = np.zeros((32, 32, 3), np.uint8)
     heat = np.zeros((32, 32), np.float32)
     heat[8:16, 4:20] = 1
-    picture, box = render(pixels, heat, alpha=0.5, threshold=0.5)
+    picture, box = render(pixels, heat, "grad_cam", alpha=0.5, threshold=0.5)
     assert tuple(box) == (4, 8, 20, 16)
     assert tuple(picture[8, 10]) == (0, 255, 0) and tuple(picture[12, 10]) != (0, 255, 0)
-    assert render(pixels, heat, threshold=None)[1] is None
+    assert render(pixels, heat, "grad_cam", threshold=None)[1] is None
     signed = np.full((32, 32, 3), 0.5, np.float32)
-    picture, box = render(pixels, signed)
-    assert box is None and (picture == 128).all()
+    picture, box = render(pixels, signed, "guided_backprop", threshold=None)
+    assert box is None and (picture == 128).all()  # zero gradient is mid-grey
+    signed[8:16, 4:20] = (1.0, 0.5, 0.0)  # +max in red, -max in blue
+    picture, box = render(pixels, signed, "guided_backprop", threshold=0.5)
+    assert tuple(box) == (4, 8, 20, 16) and tuple(picture[12, 10]) == (255, 128, 0)
+
+
+def test_explorer_and_command_line_draw_a_map_the_same_way():
+    """One display function (utils.plotting.render_map): pixel-level maps clipped at the 99th percentile,
+    signed maps around mid-grey, a box on every map."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    heavy_tailed = (rng.random((48, 40)) ** 8).astype(np.float32)
+    for method, heat in [("saliency", heavy_tailed), ("grad_cam", heavy_tailed),
+                         ("guided_grad_cam", rng.random((48, 40, 3)).astype(np.float32))]:
+        explorer_picture, explorer_box = render(pixels, heat, method, alpha=0.4, threshold=0.3)
+        cli_picture, cli_box = cli.render(pixels, heat, contract.method(method).cli_name, 0.3, 0.4)
+        np.testing.assert_array_equal(explorer_picture, cli_picture)
+        assert tuple(explorer_box) == tuple(cli_box)
+    clipped, _ = render(pixels, heavy_tailed, "saliency", alpha=1.0, threshold=None)
+    unclipped, _ = render(pixels, heavy_tailed, "grad_cam", alpha=1.0, threshold=None)
+    assert clipped.mean() != unclipped.mean(), "saliency is clipped at its 99th percentile, Grad-CAM is not"

@@ -5,8 +5,13 @@ import pytest
 import utils
 import utils.tensorflow as xtf
 import utils.torch as xtt
+from utils import contract
 
-METHODS_WITH_LAYER = {"cam", "grad_cam", "guided_grad_cam"}
+# Every method of the table: class maps (not pixel-level) agree within 1e-3 after normalisation;
+# pixel-level maps, which a shattered gradient amplifies, correlate at 0.99 or more.
+CLASS_MAPS = [row.name for row in contract.METHODS if not row.pixel_level]
+PIXEL_MAPS = [(row.name, {"n": 50, "seed": 0, "batch_size": 50} if row.name == "smooth_grad" else {})
+              for row in contract.METHODS if row.pixel_level]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
-@pytest.mark.parametrize("method", ["cam", "grad_cam"])
+@pytest.mark.parametrize("method", CLASS_MAPS)
 def test_class_maps_agree_within_1e_3(pair, method, record_property):
     (torch_model, x_torch), (keras_model, x_tf) = pair
     worst = 0.0
@@ -51,9 +56,7 @@ def test_grad_cam_at_earlier_layers_agrees(pair, torch_layer, keras_layer, recor
     record_property("figure", f"parity grad_cam at {torch_layer}: min correlation {worst:.5f}")
 
 
-@pytest.mark.parametrize("method, kwargs", [("saliency", {}), ("guided_backprop", {}), ("guided_grad_cam", {}),
-                                            ("smooth_grad", {"n": 50, "seed": 0, "batch_size": 50}),
-                                            ("smooth_grad", {"n": 8, "seed": 0, "method": "grad_cam"})])
+@pytest.mark.parametrize("method, kwargs", PIXEL_MAPS + [("smooth_grad", {"n": 8, "seed": 0, "method": "grad_cam"})])
 def test_gradient_maps_correlate(pair, method, kwargs, record_property):
     (torch_model, x_torch), (keras_model, x_tf) = pair
     ours = getattr(xtt, method)(torch_model, x_torch, target=None, **kwargs)
@@ -67,15 +70,15 @@ def test_gradient_maps_correlate(pair, method, kwargs, record_property):
 def test_seeded_noise_is_the_same_in_numpy_torch_and_tensorflow():
     import tensorflow as tf
 
-    from utils import explain
+    from utils import contract
     from utils.tensorflow.methods import _hashed_normal as tf_noise
     from utils.torch.methods import _hashed_normal as torch_noise
 
-    key = explain.hash_key(11)
-    reference = explain.hashed_normal(key, 7, 5, 9, 10, 3)
+    key = contract.hash_key(11)
+    reference = contract.hashed_normal(key, 7, 5, 9, 10, 3)
     assert abs(float(reference.mean())) < 0.1 and abs(float(reference.std()) - 1) < 0.1
     ours = torch_noise(key, 7, 5, (3, 9, 10), "cpu").permute(0, 2, 3, 1).numpy()
-    theirs = tf_noise(tf.constant(key, tf.int64), tf.range(7, 12, dtype=tf.int64), (9, 10, 3)).numpy()
+    theirs = tf_noise(tf.constant(key, tf.int64), tf.constant(7, tf.int64), tf.constant(5, tf.int64), (9, 10, 3)).numpy()
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     np.testing.assert_allclose(theirs, reference, atol=1e-5)
-    assert not np.allclose(explain.hashed_normal(explain.hash_key(12), 7, 5, 9, 10, 3), reference)
+    assert not np.allclose(contract.hashed_normal(contract.hash_key(12), 7, 5, 9, 10, 3), reference)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import utils
 import utils.tensorflow as xt
-from utils import explain
+from utils import contract
 from utils.tensorflow import methods
 
 import keras  # noqa: E402  (after torch: conftest imports torch and torchvision first)
@@ -655,7 +655,7 @@ def test_a_constant_map_normalises_to_zeros(tiny):
 
 
 def test_explain_messages_are_the_shared_ones():
-    assert "grad_cam" in str(explain.no_cam_head("x"))
+    assert "grad_cam" in str(contract.no_cam_head("x"))
     assert set(xt.__all__) >= {"cam", "grad_cam", "saliency", "smooth_grad", "guided_backprop",
                                "guided_grad_cam", "feature_layers"}
 

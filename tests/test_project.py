@@ -35,7 +35,7 @@ def test_environment_yml_lists_the_pyproject_dependencies():
 
 
 def test_import_utils_loads_no_framework():
-    result = run_python("import sys, utils; import utils.weights, utils.models; "
+    result = run_python("import sys, utils; import utils.weights, utils.models, utils.contract, utils.runtime; "
                         "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -100,3 +100,19 @@ def test_notebook_conventions(path):
     assert "seed_everything(0)" in "".join(source(c) for c in code[1:3])
     text = "\n".join(source(c) for c in cells if c["cell_type"] == "markdown")
     assert "## Summary" in text and "## Exercises" in text and "<details>" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_is_stored_in_the_notebook(path):
+    """A cell that shows a figure keeps it: executed with a non-inline matplotlib backend (Agg), a notebook
+    would be committed without its pictures, and GitHub, Colab and the slides would show none."""
+    missing = []
+    for index, cell in enumerate(notebook_cells(path)):
+        if cell["cell_type"] != "code" or "if RUN_ONLINE:" in source(cell):  # online cells are skipped offline
+            continue
+        lines = [line for line in source(cell).splitlines() if not line.lstrip().startswith("#")]
+        if any("plt.show()" in line for line in lines):
+            images = [out for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+            if not images:
+                missing.append(index)
+    assert not missing, f"cells {missing} call plt.show() but store no image: execute with the inline backend"

@@ -95,10 +95,17 @@ def test_a_last_batch_of_one_image_is_joined_to_the_previous_one(xt, shapes):
     assert math.isfinite(history["loss"][0])
 
 
-def test_verbose_prints_one_line_per_epoch(xt, shapes, capsys):
-    xt.train(fresh(xt, width=4), shapes[0].images[:32], shapes[0].labels[:32], epochs=2, verbose=True)
-    lines = capsys.readouterr().out.strip().splitlines()
+def test_verbose_prints_one_line_per_epoch_and_progress_draws_a_bar(xt, shapes, capsys):
+    model = fresh(xt, width=4)
+    xt.train(model, shapes[0].images[:40], shapes[0].labels[:40], epochs=2, batch_size=16, verbose=True)
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2: loss ") and "accuracy" in lines[1]
+    assert "training" not in err, "no bar unless asked for"
+    xt.train(model, shapes[0].images[:40], shapes[0].labels[:40], epochs=2, batch_size=16, verbose=False,
+             progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "training" in err and "6/6" in err  # 2 epochs x 3 batches of 16, 16 and 8 images
 
 
 def test_evaluate_matches_a_manual_count(xt, shapes):
@@ -150,3 +157,4 @@ def test_keras_schedule_is_the_cosine_factor():
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=40)
     for step in (0, 1, 17, 39, 40):
         assert float(schedule(step)) == pytest.approx(3e-3 * core.cosine_factor(step, 40), rel=1e-4, abs=1e-9)
+

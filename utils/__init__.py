@@ -13,18 +13,18 @@ from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prep
 from .labels import class_index, imagenet_classes
 from . import metrics
 from .explorer import Explorer, explore
-from .localization import box_from_heatmap, iou, localization_accuracy, mass_fraction
+from .localization import LocalizationDataset, box_from_heatmap, iou, localization_accuracy, mass_fraction
 from .metrics import perturbation_curves, pointing_game, rank_correlation
 from .models import EMBEDDED_MODEL, MODEL_NAMES, Predictions, Preprocessing
 from .pets import load_pets
 from .plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions
-from .shapes import SHAPE_CLASSES, ShapesDataset, make_shapes
+from .shapes import SHAPE_CLASSES, make_shapes
 
 REPO_URL = "https://github.com/seeing-cnns/seeing-cnns"
 
 __all__ = [
     "EMBEDDED_MODEL", "Explorer", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES",
-    "SHAPE_CLASSES", "ShapesDataset", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index",
+    "LocalizationDataset", "SHAPE_CLASSES", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index",
     "draw_box", "explore", "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy",
     "make_shapes", "mass_fraction", "metrics", "overlay", "perturbation_curves", "pointing_game", "prepare_images",
     "rank_correlation", "sample_image", "sample_images", "show_grid", "show_heatmap", "show_predictions",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,28 +22,16 @@ from typing import Sequence
 
 import numpy as np
 
-from . import explain as _explain
+from . import contract as _contract
 from .labels import class_index, imagenet_classes
-from .localization import box_from_heatmap
 from .models import EMBEDDED_MODEL, MODEL_NAMES
 
 PROG = "python -m utils"
 
-# CLI name -> backend function name, in the course's order.
-METHODS = {
-    "cam": "cam",
-    "grad-cam": "grad_cam",
-    "saliency": "saliency",
-    "smoothgrad": "smooth_grad",
-    "guided-backprop": "guided_backprop",
-    "guided-grad-cam": "guided_grad_cam",
-}
-LAYER_METHODS = ("cam", "grad-cam", "guided-grad-cam")
-# Pixel-level gradient maps are heavy-tailed: a few pixels set the maximum. As notebooks 04-05 show
-# them, they are clipped at this percentile of their magnitude before display and box.
-PIXEL_METHODS = ("saliency", "smoothgrad", "guided-backprop", "guided-grad-cam")
-SIGNED_RGB_METHODS = ("guided-backprop", "guided-grad-cam")  # (H, W, 3) maps, 0.5 = zero gradient
-CLIP_PERCENTILE = 99.0
+# The command line's spelling of each method (grad-cam, smoothgrad, ...), in the course's order: the
+# one table of methods (utils.contract.METHODS) says which take a layer and how each is drawn.
+METHODS = tuple(row.cli_name for row in _contract.METHODS)
+LAYER_METHODS = tuple(row.cli_name for row in _contract.METHODS if row.takes_layer)
 FRAMEWORKS = ("torch", "tensorflow")
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -87,20 +74,20 @@ def parse_class(text: str, classes: Sequence[str] | None = None):
 
 
 def parse_methods(values: Sequence[str] | None) -> list[str]:
-    """`--method` values (repeatable, comma-separated, or "all") -> method names, in order, no repeats."""
+    """`--method` values (repeatable, comma-separated, or "all") -> command-line method names, in order,
+    no repeats. Each name is looked up in the table of methods (grad-cam, grad_cam and Grad-CAM alike)."""
     names: list[str] = []
     for value in values or ["grad-cam"]:
-        for name in (part.strip().lower().replace("_", "-") for part in value.split(",")):
+        for name in (part.strip() for part in value.split(",")):
             if not name:
                 continue
-            if name == "all":
+            if name.lower() == "all":
                 chosen = list(METHODS)
-            elif name in ("smooth-grad", "smoothgrad"):
-                chosen = ["smoothgrad"]
-            elif name in METHODS:
-                chosen = [name]
             else:
-                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)} or all")
+                try:
+                    chosen = [_contract.method(name).cli_name]
+                except ValueError:
+                    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)} or all") from None
             names += [method for method in chosen if method not in names]
     if not names:
         raise ValueError(f"no method given; choose from {', '.join(METHODS)} or all")
@@ -225,10 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="opacity of the heatmap over the photo, in [0, 1]; not used by the guided methods "
              "(default: %(default)s)")
     explain.add_argument(
-        "--n", type=_positive_int, default=_explain.SMOOTH_GRAD_DEFAULT_N,
+        "--n", type=_positive_int, default=_contract.SMOOTH_GRAD_DEFAULT_N,
         help="smoothgrad: number of noisy copies averaged (default: %(default)s)")
     explain.add_argument(
-        "--sigma", type=_non_negative_float, default=_explain.SMOOTH_GRAD_DEFAULT_SIGMA,
+        "--sigma", type=_non_negative_float, default=_contract.SMOOTH_GRAD_DEFAULT_SIGMA,
         help="smoothgrad: noise standard deviation as a fraction of each input's range "
              "max(x) - min(x) (default: %(default)s)")
     explain.add_argument(
@@ -310,104 +297,40 @@ def image_classes(targets: Sequence, probs: np.ndarray) -> list[int]:
     return chosen
 
 
-def _clip_scale(magnitude: np.ndarray) -> float:
-    """The value that maps to 1: the CLIP_PERCENTILE-th percentile, or the maximum when that is 0."""
-    scale = float(np.percentile(magnitude, CLIP_PERCENTILE))
-    return scale if scale > 0 else float(magnitude.max())
-
-
-def picture_and_map(image: np.ndarray, heatmap: np.ndarray, method: str, alpha: float = 0.5):
-    """The picture to save (H, W, 3) float in [0, 1] and the (H, W) map the box comes from.
-
-    `heatmap` is what the backend returns for one image at the model's input size: (h, w) in
-    [0, 1], or (h, w, 3) signed RGB with 0.5 = zero for the guided methods. Both are resized
-    bilinearly to the image's size.
-    """
-    from .plotting import overlay, resize_map
-
-    size = image.shape[:2]
-    heatmap = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
-    if heatmap.ndim == 3:  # signed, per channel: g = 2 (m - 0.5) in [-1, 1]
-        signed = 2 * heatmap - 1
-        magnitude = np.abs(signed).max(axis=-1)
-        scale = _clip_scale(magnitude) if method in PIXEL_METHODS else float(magnitude.max())
-        scale = scale if scale > 0 else 1.0
-        picture = np.clip(0.5 + signed / (2 * scale), 0, 1)
-        return resize_map(picture, size).clip(0, 1), resize_map(np.clip(magnitude / scale, 0, 1), size)
-    if method in PIXEL_METHODS:
-        scale = _clip_scale(heatmap)
-        heatmap = np.clip(heatmap / scale, 0, 1) if scale > 0 else heatmap
-    heat = resize_map(heatmap, size).clip(0, 1)
-    return overlay(image, heat, alpha=alpha), heat
-
-
 def render(image: np.ndarray, heatmap: np.ndarray, method: str, threshold: float = 0.2,
-           alpha: float = 0.5, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The finished (H, W, 3) uint8 picture for one image, method and class, and its box."""
-    from .plotting import draw_box_pixels
+           alpha: float = 0.5, label: str | None = None) -> tuple[np.ndarray, tuple]:
+    """The finished (H, W, 3) uint8 picture for one image, method and class, and its box: the course's one
+    way of drawing a map (utils.plotting.render_map), at the image's own size."""
+    from .plotting import render_map
 
-    picture, box_map = picture_and_map(image, heatmap, method, alpha)
-    box = box_from_heatmap(box_map, threshold)
-    return draw_box_pixels(picture, box, label), box
+    return render_map(image, heatmap, method, threshold, alpha, label)
 
 
 # -------------------------------------------------------------------------------------------------
 # Progress on stderr
 
 
-class Progress:
-    """A one-line progress bar on a terminal: `[#####-----] 3/10 cat.jpg`.
+def progress_bar(total: int, stream=None, enabled: bool | None = None):
+    """tqdm's bar over the input files on `stream` (stderr), drawn only when enabled (by default: the
+    stream is a terminal and there is more than one file). Print other lines with `tqdm.write`, which
+    clears the bar first and redraws it after."""
+    from tqdm import tqdm
 
-    Drawn only when enabled (by default: the stream is a terminal and there is more than one file).
-    `message` prints a line without tearing the bar; `close` clears it.
-    """
+    stream = stream if stream is not None else sys.stderr
+    if enabled is None:
+        enabled = total > 1 and getattr(stream, "isatty", lambda: False)()
+    return tqdm(total=total, file=stream, disable=not enabled, unit="file", leave=False, dynamic_ncols=True)
 
-    def __init__(self, total: int, stream=None, enabled: bool | None = None, width: int = 24):
-        self.stream = stream if stream is not None else sys.stderr
-        self.total, self.width, self.done, self.shown, self.label = total, width, 0, 0, ""
-        if enabled is None:
-            enabled = total > 1 and getattr(self.stream, "isatty", lambda: False)()
-        self.enabled = enabled
 
-    def _draw(self, label: str | None = None) -> None:
-        self.label = self.label if label is None else label
-        filled = self.width * self.done // max(self.total, 1)
-        line = f"[{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} {self.label}"
-        columns = shutil.get_terminal_size((80, 24)).columns
-        line = line[: max(columns - 1, 10)]
-        self.stream.write("\r" + line + " " * max(self.shown - len(line), 0))
-        self.stream.flush()
-        self.shown = len(line)
+def _write(bar, text: str, stream) -> None:
+    """One line on `stream`, the bar (if drawn) cleared before and redrawn after."""
+    from tqdm import tqdm
 
-    def _clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r" + " " * self.shown + "\r")
-            self.shown = 0
-
-    def start(self, label: str) -> None:
-        if self.enabled:
-            self._draw(label)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.enabled:
-            self._draw("")
-
-    def message(self, text: str, stream=None) -> None:
-        """Print one line on `stream` (default: the bar's), the bar cleared first and redrawn after."""
-        if self.enabled:
-            self._clear()
-            self.stream.flush()
-        stream = stream if stream is not None else self.stream
+    if bar.disable:
         stream.write(text + "\n")
         stream.flush()
-        if self.enabled:
-            self._draw()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._clear()
-            self.stream.flush()
+    else:
+        tqdm.write(text, file=stream)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -447,20 +370,20 @@ def explain_files(args: argparse.Namespace, stdout=None, stderr=None) -> int:
     from .images import load_image
     from PIL import Image
 
-    progress = Progress(len(args.images), stderr, enabled=False if (args.quiet or args.no_progress) else None)
+    progress = progress_bar(len(args.images), stderr, enabled=False if (args.quiet or args.no_progress) else None)
     failed = 0
     try:
         for path, stem in zip(args.images, output_stems(args.images)):
-            progress.start(Path(path).name)
+            progress.set_postfix_str(Path(path).name)
             try:
                 image = load_image(path)
             except Exception as error:  # noqa: BLE001 - any unreadable file: report it, go on
                 message = one_line(error)
                 if str(path) not in message:
                     message = f"{path}: {message}"
-                progress.message(f"{PROG} explain: skipped: {message}")
+                _write(progress, f"{PROG} explain: skipped: {message}", stderr)
                 failed += 1
-                progress.advance()
+                progress.update()
                 continue
             x = xt.preprocess(image, model)
             probs = np.asarray(xt.probabilities(model, x))[0]
@@ -470,7 +393,7 @@ def explain_files(args: argparse.Namespace, stdout=None, stderr=None) -> int:
                 try:
                     maps = compute(xt, model, batch, classes, method, args)
                 except (ValueError, TypeError, RuntimeError) as error:
-                    progress.message(f"{PROG} explain: error: {method}: {one_line(error)}")
+                    _write(progress, f"{PROG} explain: error: {method}: {one_line(error)}", stderr)
                     return EXIT_USAGE
                 for heatmap, index in zip(maps, classes):
                     label = f"{names[index]}: {probs[index]:.2f}"
@@ -479,12 +402,12 @@ def explain_files(args: argparse.Namespace, stdout=None, stderr=None) -> int:
                     try:
                         Image.fromarray(picture).save(target)
                     except OSError as error:
-                        progress.message(f"{PROG} explain: could not write {target}: {one_line(error)}")
+                        _write(progress, f"{PROG} explain: could not write {target}: {one_line(error)}", stderr)
                         failed += 1
                         continue
                     if not args.quiet:
-                        progress.message(str(target), stdout)
-            progress.advance()
+                        _write(progress, str(target), stdout)
+            progress.update()
     finally:
         progress.close()
     return EXIT_FILE_FAILED if failed else EXIT_OK
@@ -492,13 +415,13 @@ def explain_files(args: argparse.Namespace, stdout=None, stderr=None) -> int:
 
 def compute(xt, model, batch, classes: list[int], method: str, args: argparse.Namespace) -> np.ndarray:
     """One backend call: the maps of `method` for the batch (one copy of the image per class)."""
-    function = getattr(xt, METHODS[method])
+    row = _contract.method(method)
     kwargs = {}
-    if method in LAYER_METHODS and args.layer is not None:
+    if row.takes_layer and args.layer is not None:
         kwargs["layer"] = args.layer
-    if method == "smoothgrad":
+    if row.name == "smooth_grad":
         kwargs.update(n=args.n, sigma=args.sigma, seed=args.seed)
-    return np.asarray(function(model, batch, target=classes, **kwargs))
+    return np.asarray(getattr(xt, row.name)(model, batch, target=classes, **kwargs))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

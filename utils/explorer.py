@@ -27,16 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import explain
+from . import contract
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image
 from .labels import class_index, imagenet_classes
-from .localization import box_from_heatmap
 from .models import EFFICIENTNET_LITE0_INPUT
-from .plotting import FIGURE_DPI, draw_box_pixels, overlay, resize_map
+from .plotting import FIGURE_DPI, render_map, resize_map
 
-METHODS = ("cam", "grad_cam", "saliency", "smooth_grad", "guided_backprop", "guided_grad_cam")
-LAYER_METHODS = ("grad_cam", "guided_grad_cam")  # CAM always uses the map that global average pooling reduces
-SIGNED_METHODS = ("guided_backprop", "guided_grad_cam")  # (H, W, 3) maps, shown as they are, no box
+METHODS = contract.METHOD_NAMES  # the one table of methods (utils.contract) says which take a layer, how each is drawn
 TOP = 5
 SMOOTH_GRAD_SEED = 0
 
@@ -161,7 +158,7 @@ class MapCache:
         self.pixels = None  # (H, W, 3) uint8: what the model sees
         self.probs = None  # (classes,) softmax probabilities
         self._x = None
-        self._cam_parts = None  # (features (K, h, w), weight (classes, K))
+        self._cam_parts: dict = {}  # layer -> (features (K, h, w), weight (classes, K))
         self._grad_cam_raw: dict[tuple, np.ndarray] = {}  # (layer, class) -> (h, w)
         self._maps: dict[tuple, np.ndarray] = {}
 
@@ -173,7 +170,7 @@ class MapCache:
         """A new image: forget the old maps, run the model once for the class probabilities."""
         self.pixels = prepare_images(as_rgb_uint8(image), self.preprocessing.size)[0]
         self._x = self.xt.preprocess(self.pixels, self.model)
-        self._cam_parts, self._grad_cam_raw, self._maps = None, {}, {}
+        self._cam_parts, self._grad_cam_raw, self._maps = {}, {}, {}
         self.probs = self._call(self.xt.probabilities, self._x)[0]
 
     @property
@@ -184,21 +181,21 @@ class MapCache:
         """The k most probable classes of the current image, best first."""
         return np.argsort(-self.probs, kind="stable")[:k]
 
-    def _check(self, method: str, target: int) -> int:
+    def _check(self, method: str, target: int) -> tuple[contract.Method, int]:
         if self.pixels is None:
             raise RuntimeError("no image yet: call set_image(image) first")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        return int(explain.check_targets(int(target), 1, self.num_classes)[0])
+        return contract.method(method), int(contract.check_targets(int(target), 1, self.num_classes)[0])
 
     def raw_map(self, method: str, target: int, layer: str | None = None) -> np.ndarray:
         """CAM or Grad-CAM of class `target` at the layer's resolution, not normalised (h, w)."""
-        target = self._check(method, target)
+        _, target = self._check(method, target)
         if method == "cam":
-            if self._cam_parts is None:
-                features, weight, _ = self._call(self.xt.cam_parts, self._x)
-                self._cam_parts = features[0], weight
-            features, weight = self._cam_parts
+            if layer not in self._cam_parts:
+                features, weight, _ = self._call(self.xt.cam_parts, self._x, layer)
+                self._cam_parts[layer] = features[0], weight
+            features, weight = self._cam_parts[layer]
             return np.einsum("k,khw->hw", weight[target], features)
         if method == "grad_cam":
             if (layer, target) not in self._grad_cam_raw:
@@ -215,10 +212,10 @@ class MapCache:
             self._grad_cam_raw[layer, c] = raw
 
     def heatmap(self, method: str, target: int, layer: str | None = None,
-                sigma: float = explain.SMOOTH_GRAD_DEFAULT_SIGMA, n: int = explain.SMOOTH_GRAD_DEFAULT_N) -> np.ndarray:
+                sigma: float = contract.SMOOTH_GRAD_DEFAULT_SIGMA, n: int = contract.SMOOTH_GRAD_DEFAULT_N) -> np.ndarray:
         """The map of `method` for class `target`: (H, W) in [0, 1], or (H, W, 3) for the guided methods."""
-        target = self._check(method, target)
-        layer = layer if method in LAYER_METHODS else None
+        row, target = self._check(method, target)
+        layer = layer if row.takes_layer else None
         key = (method, target, layer) + ((float(sigma), int(n)) if method == "smooth_grad" else ())
         if key not in self._maps:
             if method in ("cam", "grad_cam"):
@@ -226,10 +223,9 @@ class MapCache:
             elif method == "smooth_grad":
                 heat = self._call(self.xt.smooth_grad, self._x, target, n=int(n), sigma=float(sigma),
                                   seed=SMOOTH_GRAD_SEED)[0]
-            elif method == "guided_grad_cam":
-                heat = self._call(self.xt.guided_grad_cam, self._x, target, layer)[0]
-            else:
-                heat = self._call(getattr(self.xt, method), self._x, target)[0]
+            else:  # any other method of the table, with the layer when it takes one
+                options = {"layer": layer} if row.takes_layer else {}
+                heat = self._call(getattr(self.xt, method), self._x, target, **options)[0]
             self._maps[key] = heat.astype(np.float32)
         return self._maps[key]
 
@@ -238,21 +234,11 @@ class MapCache:
 # Drawing (numpy only: fast enough to redraw on every slider move)
 
 
-def render(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.5,
-           threshold: float | None = 0.2) -> tuple[np.ndarray, np.ndarray | None]:
-    """The picture an explorer shows, (H, W, 3) uint8, and its box (or None).
-
-    An (H, W) map is blended onto the image (utils.overlay) with the box of the largest region above
-    `threshold` x max (utils.box_from_heatmap) drawn in lime; an (H, W, 3) map (Guided Backprop,
-    Guided Grad-CAM) is shown as it is, without a box. threshold=None: no box.
-    """
-    if heat.ndim == 3:
-        return (np.clip(heat, 0, 1) * 255).round().astype(np.uint8), None
-    picture = (overlay(pixels, heat, alpha) * 255).round().astype(np.uint8)
-    if threshold is None:
-        return picture, None
-    box = box_from_heatmap(heat, threshold)
-    return draw_box_pixels(picture, box), box
+def render(pixels: np.ndarray, heat: np.ndarray, method: str, alpha: float = 0.5,
+           threshold: float | None = 0.2) -> tuple[np.ndarray, tuple | None]:
+    """The picture an explorer shows, (H, W, 3) uint8, and its box (None when threshold is None): the
+    course's one way of drawing a method's map (utils.plotting.render_map), as the command line does."""
+    return render_map(pixels, heat, method, threshold, alpha)
 
 
 def _png(picture: np.ndarray) -> bytes:
@@ -312,9 +298,9 @@ class Explorer:
                                          continuous_update=False, style=style, layout=wide)
         self.threshold = widgets.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description="box at",
                                              continuous_update=False, style=style, layout=wide)
-        self.sigma = widgets.FloatSlider(value=explain.SMOOTH_GRAD_DEFAULT_SIGMA, min=0.05, max=0.5, step=0.05,
+        self.sigma = widgets.FloatSlider(value=contract.SMOOTH_GRAD_DEFAULT_SIGMA, min=0.05, max=0.5, step=0.05,
                                          description="sigma", continuous_update=False, style=style, layout=wide)
-        self.n = widgets.IntSlider(value=explain.SMOOTH_GRAD_DEFAULT_N, min=5, max=100, step=5, description="n",
+        self.n = widgets.IntSlider(value=contract.SMOOTH_GRAD_DEFAULT_N, min=5, max=100, step=5, description="n",
                                    continuous_update=False, style=style, layout=wide)
         self.view = widgets.Image(format="png", width=int(scale * self.cache.preprocessing.size))
         self.status = widgets.HTML()
@@ -371,7 +357,7 @@ class Explorer:
         """Explain class `target`: an index, or a class name (unknown names raise with suggestions)."""
         names = _class_names(self.model, self.cache.num_classes)
         index = class_index(target, names) if isinstance(target, str) else int(target)
-        index = int(explain.check_targets(index, 1, self.cache.num_classes)[0])
+        index = int(contract.check_targets(index, 1, self.cache.num_classes)[0])
         if index not in [value for _, value in self.class_choice.options]:
             self._busy = True
             try:
@@ -445,16 +431,16 @@ class Explorer:
         """Compute (or fetch) the current map and redraw."""
         start, calls = time.perf_counter(), self.cache.model_calls
         method = self.method_choice.value
-        self.layer_choice.disabled = method not in LAYER_METHODS
+        row = contract.method(method)
+        self.layer_choice.disabled = not row.takes_layer
         self.sigma.disabled = self.n.disabled = method != "smooth_grad"
-        self.threshold.disabled = self.alpha.disabled = method in SIGNED_METHODS
+        self.alpha.disabled = row.output == contract.SIGNED_RGB  # shown as they are, not blended
         self.heat = self.cache.heatmap(method, self.target, self.layer_choice.value, self.sigma.value, self.n.value)
-        self.picture, self.box = render(self.cache.pixels, self.heat, self.alpha.value, self.threshold.value)
+        self.picture, self.box = render(self.cache.pixels, self.heat, method, self.alpha.value, self.threshold.value)
         self.view.value = _png(self.picture)
         self.last_update_ms = (time.perf_counter() - start) * 1e3
         runs = self.cache.model_calls - calls
-        where = f"layer {self.layer_choice.value}" if method in LAYER_METHODS else (
-            "the map before global average pooling" if method == "cam" else "the input")
+        where = f"layer {self.layer_choice.value}" if row.takes_layer else "the input"
         box = "" if self.box is None else f", box {tuple(int(v) for v in self.box)} at {self.threshold.value:.2f} x max"
         self.status.value = _escape(
             f"{method} for {self._label(self.target)} at {where}{box}; {self.last_update_ms:.0f} ms, "

@@ -11,6 +11,8 @@ so a box's width is x1 - x0 and `image[y0:y1, x0:x1]` is its content.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import skimage.measure
 
@@ -114,3 +116,31 @@ def mass_fraction(heatmap, region) -> float:
     if total == 0:
         raise ValueError("the heatmap is zero everywhere, so the fraction of its mass is undefined")
     return float(inside / total)
+
+
+@dataclass(eq=False)  # == on arrays has no single truth value: compare the fields
+class LocalizationDataset:
+    """Images with one labelled object each, its pixel mask and its box: the synthetic shapes
+    (utils.make_shapes) and the Oxford-IIIT pets (utils.load_pets).
+
+    Boxes are (x0, y0, x1, y1), half-open: x1 and y1 are one past the last column and row of
+    the object, so the box is the mask's tight bounding box and `mask[y0:y1, x0:x1]` holds it.
+    """
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) int64, indices into class_names
+    boxes: np.ndarray  # (N, 4) int64
+    masks: np.ndarray  # (N, S, S) bool
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def tight_boxes(masks) -> np.ndarray:
+    """Half-open (x0, y0, x1, y1) bounding boxes of non-empty masks (N, H, W)."""
+    columns, rows = masks.any(axis=1), masks.any(axis=2)  # (N, W) and (N, H): which hold the object
+    x0, y0 = columns.argmax(axis=1), rows.argmax(axis=1)  # the first True
+    x1 = columns.shape[1] - columns[:, ::-1].argmax(axis=1)  # one past the last True
+    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)

@@ -5,8 +5,6 @@ tables, so the PyTorch and Keras models have the same layers in the same order.
 """
 from __future__ import annotations
 
-import os
-import random
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -73,6 +71,22 @@ EFFICIENTNET_LITE0_BLOCKS = _efficientnet_lite0_blocks()
 EFFICIENTNET_LITE0_STEM = 32
 EFFICIENTNET_LITE0_FEATURES = 1280
 
+# Where each layer's weights sit in the embedded package's state dict (a lukemelas-style port). Both
+# backends name a layer by (part, stage, kind) and look up its source here.
+_LITE0_ENDS = {"stem": {"conv": "_conv_stem", "bn": "_bn0"}, "head": {"conv": "_conv_head", "bn": "_bn1"}}
+_LITE0_STAGES = {"conv": {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"},
+                 "bn": {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}}
+
+
+def efficientnet_lite0_source(part: str, stage: str | None = None, kind: str | None = None) -> str:
+    """The state-dict prefix of one layer of EfficientNet-Lite0: part "stem", "head", "block{i}" or
+    "classifier"; stage "expand", "depthwise" or "project" (blocks only); kind "conv" or "bn"."""
+    if part == "classifier":
+        return "_fc"
+    if part in _LITE0_ENDS:
+        return _LITE0_ENDS[part][kind]
+    return f"_blocks.{part.removeprefix('block')}.{_LITE0_STAGES[kind][stage]}"
+
 
 def check_model_name(name: str) -> str:
     if not isinstance(name, str) or name.lower() not in MODEL_NAMES:
@@ -119,14 +133,3 @@ def top_k(probs: np.ndarray, k: int, class_names: Sequence[str] | None) -> Predi
     indices = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     names = [[class_names[i] if class_names is not None else str(i) for i in row] for row in indices]
     return Predictions(indices.astype(np.int64), names, np.take_along_axis(probs, indices, 1).astype(np.float32))
-
-
-def default_threads() -> int:
-    """Threads per process: $COURSE_THREADS when set (the test run sets 1), else every core."""
-    return max(1, int(os.environ.get("COURSE_THREADS", os.cpu_count() or 1)))
-
-
-def seed_python_and_numpy(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)

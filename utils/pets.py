@@ -19,7 +19,7 @@ import skimage.transform
 from PIL import Image
 
 from .images import prepare_images
-from .shapes import ShapesDataset, _tight_boxes
+from .localization import LocalizationDataset, tight_boxes
 
 PETS_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/data/"
 PETS_ARCHIVES = ("annotations.tar.gz", "images.tar.gz")
@@ -32,7 +32,7 @@ PETS_ROOT = Path(__file__).resolve().parent.parent / "data" / "pets"  # ignored 
 
 
 def load_pets(split: str = "test", n: int | None = None, size: int = 224, root: str | Path = PETS_ROOT,
-              seed: int = 0) -> ShapesDataset:
+              seed: int = 0) -> LocalizationDataset:
     """`n` images of the official `split` ("trainval" or "test"; None: all), drawn without replacement
     with `seed`, resized to size x size (squashed, as `xt.preprocess` does), with labels 0 cat / 1 dog,
     pet masks and their boxes. Downloads the two archives into `root` when they are missing."""
@@ -52,7 +52,7 @@ def load_pets(split: str = "test", n: int | None = None, size: int = 224, root: 
     pictures = _read_members(root / "images.tar.gz", {f"images/{name}.jpg": name for name in names})
     images = prepare_images([_decode(pictures[name], "RGB") for name in names], size)
     masks = np.stack([_resize_mask(_decode(trimaps[name]) != TRIMAP_BACKGROUND, size) for name in names])
-    return ShapesDataset(images, species - 1, _tight_boxes(masks), masks, PETS_CLASSES)
+    return LocalizationDataset(images, species - 1, tight_boxes(masks), masks, PETS_CLASSES)
 
 
 def _download(path: Path) -> None:

@@ -8,6 +8,7 @@ import matplotlib
 import numpy as np
 import skimage.transform
 
+from . import contract
 from .images import as_rgb_uint8
 
 FIGURE_DPI = 90
@@ -90,6 +91,73 @@ def overlay(image, heatmap, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray
     heat = resize_map(np.clip(np.nan_to_num(heat, nan=0.0), 0, 1), picture.shape[:2])
     colour = matplotlib.colormaps[cmap](heat)[..., :3]
     return ((1 - alpha) * picture + alpha * colour).astype(np.float32)
+
+
+def display_scale(magnitude: np.ndarray, method: str) -> float:
+    """The value a map's magnitude is divided by for display: for pixel-level methods (input gradients,
+    heavy-tailed) the DISPLAY_CLIP_PERCENTILE-th percentile, else the maximum; 1 for an all-zero map."""
+    row = contract.method(method)
+    magnitude = np.asarray(magnitude, dtype=np.float32)
+    scale = float(np.percentile(magnitude, row.clip_percentile)) if row.clip_percentile else 0.0
+    scale = scale if scale > 0 else float(magnitude.max())
+    return scale if scale > 0 else 1.0
+
+
+def for_display(values, method: str) -> np.ndarray:
+    """A map's values in [0, 1] as the course shows them (the command line, the explorer and the notebooks).
+
+    (h, w): divided by display_scale (the 99th percentile for pixel-level methods, else the maximum) and
+    clipped. (h, w, 3) signed values centred at zero (raw gradients, or 2m - 1 of a backend's 0.5-centred
+    output): 0.5 + g / (2 scale) with the scale of the magnitude max_c |g|, clipped, so zero is mid-grey.
+    """
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
+    if values.ndim == 3:
+        scale = display_scale(np.abs(values).max(axis=-1), method)
+        return np.clip(0.5 + values / (2 * scale), 0, 1)
+    return np.clip(values / display_scale(values, method), 0, 1)
+
+
+def method_picture(image, heatmap, method: str, alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """How the course draws a method's map over an image, the same in the command line and the explorer.
+
+    `heatmap` is one image's map as the backend returns it (normalised): (h, w) in [0, 1], or (h, w, 3)
+    signed RGB with 0.5 = zero for the Guided methods. Scaled by for_display (the table of methods in
+    utils.contract says which maps are pixel-level), heatmaps are blended onto the image in the jet
+    colour map and signed maps are shown as they are (mid-grey = zero). Returns the (H, W, 3) float
+    picture at the image's size and the (H, W) map in [0, 1] that the box comes from (for signed maps:
+    the magnitude).
+    """
+    size = _as_float_rgb(image).shape[:2]
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if contract.method(method).output == contract.SIGNED_RGB:
+        picture = for_display(2 * heatmap - 1, method)
+        return resize_map(picture, size).clip(0, 1), resize_map(np.abs(2 * picture - 1).max(axis=-1), size).clip(0, 1)
+    heat = resize_map(for_display(heatmap, method), size).clip(0, 1)
+    return overlay(image, heat, alpha=alpha), heat
+
+
+def render_map(image, heatmap, method: str, threshold: float | None = 0.2, alpha: float = 0.5,
+               label: str | None = None) -> tuple[np.ndarray, tuple | None]:
+    """method_picture as (H, W, 3) uint8 pixels with the CAM paper's box drawn in lime (the largest
+    region above `threshold` x max, utils.box_from_heatmap), labelled with `label`; and the box.
+    threshold=None: no box (None returned)."""
+    from .localization import box_from_heatmap
+
+    picture, box_map = method_picture(image, heatmap, method, alpha)
+    if threshold is None:
+        return (picture * 255).round().astype(np.uint8), None
+    box = box_from_heatmap(box_map, threshold)
+    return draw_box_pixels(picture, box, label), box
+
+
+def show_map(ax, image, heatmap, method: str, title=None, alpha: float = 0.5, threshold: float | None = None,
+             true_box=None):
+    """Show one method's map on a matplotlib axis as method_picture draws it; `threshold` adds its box."""
+    from .localization import box_from_heatmap
+
+    picture, box_map = method_picture(image, heatmap, method, alpha)
+    box = box_from_heatmap(box_map, threshold) if threshold is not None else None
+    return show_heatmap(ax, picture, title=title, box=box, true_box=true_box)
 
 
 def draw_box(ax, box, color="lime", label=None, linewidth=2, linestyle="-"):

@@ -12,10 +12,11 @@ inside the image; the clutter is drawn first, so the target is never covered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.colors import hsv_to_rgb
+
+from .localization import LocalizationDataset, tight_boxes
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "ring")
 
@@ -34,24 +35,6 @@ MIN_CLUTTER_RADIUS = 0.6  # pixels: thinner strokes would fall between pixel cen
 NOISE_GRID = 5  # control points per side of the smooth background noise
 
 
-@dataclass(eq=False)  # == on arrays has no single truth value: compare the fields
-class ShapesDataset:
-    """Images with one labelled shape each, its pixel mask and its box.
-
-    Boxes are (x0, y0, x1, y1), half-open: x1 and y1 are one past the last column and row of
-    the object, so the box is the mask's tight bounding box and `mask[y0:y1, x0:x1]` holds it.
-    """
-
-    images: np.ndarray  # (N, S, S, 3) uint8
-    labels: np.ndarray  # (N,) int64, indices into class_names
-    boxes: np.ndarray  # (N, 4) int64
-    masks: np.ndarray  # (N, S, S) bool
-    class_names: tuple[str, ...] = SHAPE_CLASSES
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def make_shapes(
     n: int,
     size: int = 64,
@@ -59,7 +42,7 @@ def make_shapes(
     min_scale: float = 0.25,
     max_scale: float = 0.5,
     distractors: int = 3,
-) -> ShapesDataset:
+) -> LocalizationDataset:
     """Make `n` images of `size` x `size` pixels, the same ones for the same `seed`.
 
     The target's side is a random fraction of `size` in [min_scale, max_scale]; its position
@@ -84,7 +67,7 @@ def make_shapes(
         masks[part] = _target_mask(labels[part], {k: v[part] for k, v in target.items()}, size)
         _paint(picture, masks[part], target["colour"][part])
         images[part] = (picture * 255).round().astype(np.uint8)
-    return ShapesDataset(images, labels, _tight_boxes(masks), masks)
+    return LocalizationDataset(images, labels, tight_boxes(masks), masks, SHAPE_CLASSES)
 
 
 def _check_arguments(n, size, min_scale, max_scale, distractors) -> None:
@@ -199,12 +182,3 @@ def _paint(picture, mask, colour) -> None:
     """Set the masked pixels of each picture (m, S, S, 3) to its colour (m, 3), in place."""
     image, row, column = np.nonzero(mask)
     picture[image, row, column] = colour[image]
-
-
-def _tight_boxes(masks) -> np.ndarray:
-    """Half-open (x0, y0, x1, y1) bounding boxes of non-empty masks (N, H, W)."""
-    columns, rows = masks.any(axis=1), masks.any(axis=2)  # (N, W) and (N, H): which hold the object
-    x0, y0 = columns.argmax(axis=1), rows.argmax(axis=1)  # the first True
-    x1 = columns.shape[1] - columns[:, ::-1].argmax(axis=1)  # one past the last True
-    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)

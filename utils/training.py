@@ -21,6 +21,14 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [n]))
 
 
+def progress_bar(total_steps: int, enabled: bool):
+    """tqdm's automatic bar over the optimizer steps: a widget in JupyterLab and Colab, text in a terminal;
+    nothing when not enabled."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total_steps, desc="training", unit="step", disable=not enabled, leave=False)
+
+
 def check_training_args(n_images: int, labels, num_classes: int | None, epochs: int, batch_size: int,
                         lr: float) -> np.ndarray:
     """Validate what `train`/`evaluate` get; return the labels as an int64 array of shape (N,)."""

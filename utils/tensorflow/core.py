@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import models as spec
+from .. import runtime
 from ..images import prepare_images
 
 
@@ -20,13 +21,13 @@ def seed_everything(seed: int = 0, threads: int | None = None) -> None:
 
     Thread counts can only change before TensorFlow runs its first op; later calls keep the old ones.
     """
-    spec.seed_python_and_numpy(seed)
+    runtime.seed_python_and_numpy(seed)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     # From Ampere on, TensorFlow runs float32 matmuls and convolutions in TF32 (10-bit mantissa) by
     # default: CAM's identity would hold to about 1e-3 instead of 1e-6.
     tf.config.experimental.enable_tensor_float_32_execution(False)
-    threads = threads or spec.default_threads()
+    threads = threads or runtime.default_threads()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from .. import explain, metrics
+from .. import contract, metrics
 from .. import models as spec
 from ..weights import efficientnet_lite0_state_dict
 
@@ -51,33 +51,28 @@ def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000, dropout
     return model
 
 
-def _torch_prefix(layer_name: str) -> tuple[str, str]:
-    """Keras layer name ('block3_expand_bn') -> (the state dict's prefix, 'conv' | 'bn')."""
-    scope, kind = layer_name.rsplit("_", 1)
-    if scope == "stem":
-        return {"conv": "_conv_stem", "bn": "_bn0"}[kind], kind
-    if scope == "head":
-        return {"conv": "_conv_head", "bn": "_bn1"}[kind], kind
-    block, stage = scope.split("_")
-    index = block.removeprefix("block")
-    name = {"conv": {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"},
-            "bn": {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}}[kind][stage]
-    return f"_blocks.{index}.{name}", kind
+def _weight_name(layer_name: str) -> str:
+    """Keras layer name ("block3_expand_bn") -> its prefix in the package's state dict."""
+    if layer_name == "predictions":
+        return spec.efficientnet_lite0_source("classifier")
+    part, *stage, kind = layer_name.split("_")
+    return spec.efficientnet_lite0_source(part, stage[0] if stage else None, kind)
 
 
 def _load_efficientnet_lite0_weights(model: keras.Model) -> None:
-    """Convert the PyTorch state dict: OIHW -> HWIO kernels, (C,1,k,k) -> (k,k,C,1) depthwise, W -> W.T."""
+    """Convert the package's arrays to Keras layouts: OIHW -> HWIO kernels, (C,1,k,k) -> (k,k,C,1) depthwise, W -> W.T."""
     state = efficientnet_lite0_state_dict()
     for layer in model.layers:
         if isinstance(layer, layers.Dense):
-            layer.set_weights([state["_fc.weight"].T, state["_fc.bias"]])
+            prefix = _weight_name(layer.name)
+            layer.set_weights([state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]])
         elif isinstance(layer, layers.BatchNormalization):
-            prefix, _ = _torch_prefix(layer.name)
+            prefix = _weight_name(layer.name)
             layer.set_weights([state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")])
         elif isinstance(layer, layers.DepthwiseConv2D):
-            layer.set_weights([state[f"{_torch_prefix(layer.name)[0]}.weight"].transpose(2, 3, 0, 1)])
+            layer.set_weights([state[f"{_weight_name(layer.name)}.weight"].transpose(2, 3, 0, 1)])
         elif isinstance(layer, layers.Conv2D):
-            layer.set_weights([state[f"{_torch_prefix(layer.name)[0]}.weight"].transpose(2, 3, 1, 0)])
+            layer.set_weights([state[f"{_weight_name(layer.name)}.weight"].transpose(2, 3, 1, 0)])
 
 
 def _zoo_model(name: str, pretrained: bool) -> keras.Model:
@@ -176,7 +171,7 @@ def _randomizable(model: keras.Model, layer_names) -> list[list[str]]:
     for name in [layer_names] if isinstance(layer_names, str) else list(layer_names):
         matched = [layer.name for layer in model.layers if layer.name == name or layer.name.startswith(f"{name}_")]
         if not matched:
-            raise explain.unknown_layer(name, _layer_groups(model), "layers and blocks you can randomise (or any "
+            raise contract.unknown_layer(name, _layer_groups(model), "layers and blocks you can randomise (or any "
                                         "layer name in model.layers)")
         groups.append(matched)
     return groups

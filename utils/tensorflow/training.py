@@ -14,18 +14,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..training import batch_bounds, check_training_args
+from ..training import batch_bounds, check_training_args, progress_bar
 from .core import preprocess
 
 
 def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, epochs: int = 4, batch_size: int = 16,
-          lr: float = 3e-3, seed: int = 0, verbose: bool = True) -> dict[str, list[float]]:
+          lr: float = 3e-3, seed: int = 0, verbose: bool = True,
+          progress: bool = False) -> dict[str, list[float]]:
     """Train `model` in place on uint8 images (N, H, W, 3) with integer labels in [0, classes).
 
     Returns the per-epoch mean training loss and accuracy (measured on the training batches, in
     training mode, while the weights change), {"loss": [...], "accuracy": [...]}. `seed` fixes the
     order of the batches; the initial weights are the caller's (`xt.seed_everything` before building
-    the model). Only `model.trainable_variables` change (a frozen base stays frozen).
+    the model). Only `model.trainable_variables` change (a frozen base stays frozen). `verbose` prints
+    one line per epoch; `progress` shows a progress bar over the steps (tqdm.auto).
     """
     x = preprocess(images, model)
     n = int(x.shape[0])
@@ -51,6 +53,7 @@ def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, epochs: in
 
     order = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    bar = progress_bar(epochs * len(bounds), progress)
     for epoch in range(epochs):
         permutation = order.permutation(n)
         total_loss = total_correct = 0.0
@@ -58,11 +61,14 @@ def train(model: keras.Model, images: np.ndarray, labels: np.ndarray, epochs: in
             loss_sum, correct = step(tf.constant(permutation[start:end], tf.int64))
             total_loss += float(loss_sum)
             total_correct += float(correct)
+            bar.update()
         history["loss"].append(total_loss / n)
         history["accuracy"].append(total_correct / n)
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", accuracy=f"{history['accuracy'][-1]:.3f}")
         if verbose:
-            print(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.3f}, "
-                  f"accuracy {history['accuracy'][-1]:.3f}")
+            bar.write(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.3f}, "
+                      f"accuracy {history['accuracy'][-1]:.3f}")
+    bar.close()
     return history
 
 

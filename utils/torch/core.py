@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .. import models as spec
+from .. import runtime
 from ..images import prepare_images
 
 
@@ -22,7 +23,7 @@ def best_device() -> torch.device:
 def seed_everything(seed: int = 0, threads: int | None = None) -> None:
     """Seed Python, numpy and torch, make cuDNN deterministic, keep float32 at full precision on GPUs
     (no TF32), and set torch's thread count."""
-    spec.seed_python_and_numpy(seed)
+    runtime.seed_python_and_numpy(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
@@ -30,7 +31,7 @@ def seed_everything(seed: int = 0, threads: int | None = None) -> None:
     # about 1e-3 instead of 1e-6. Matmuls are full precision by default; say so rather than rely on it.
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_num_threads(threads or spec.default_threads())
+    torch.set_num_threads(threads or runtime.default_threads())
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

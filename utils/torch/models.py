@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from .. import explain, metrics
+from .. import contract, metrics
 from .. import models as spec
 from ..weights import efficientnet_lite0_state_dict
 from .core import best_device
@@ -29,7 +29,7 @@ class SameConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads) if any(pads) else x)
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     layers = [("conv", SameConv2d(cin, cout, kernel, stride, groups=groups, bias=False)),
               ("bn", nn.BatchNorm2d(cout, eps=1e-3))]
     if act:
@@ -43,9 +43,9 @@ class MBConv(nn.Module):
     def __init__(self, block: spec.MBConvSpec):
         super().__init__()
         hidden = block.in_channels * block.expand_ratio
-        self.expand = conv_bn(block.in_channels, hidden, 1) if block.expand_ratio != 1 else nn.Identity()
-        self.depthwise = conv_bn(hidden, hidden, block.kernel_size, block.stride, groups=hidden)
-        self.project = conv_bn(hidden, block.out_channels, 1, act=False)
+        self.expand = _conv_bn(block.in_channels, hidden, 1) if block.expand_ratio != 1 else nn.Identity()
+        self.depthwise = _conv_bn(hidden, hidden, block.kernel_size, block.stride, groups=hidden)
+        self.project = _conv_bn(hidden, block.out_channels, 1, act=False)
         self.residual = block.stride == 1 and block.in_channels == block.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,9 +61,9 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
         super().__init__()
-        layers = [("stem", conv_bn(3, spec.EFFICIENTNET_LITE0_STEM, 3, 2))]
+        layers = [("stem", _conv_bn(3, spec.EFFICIENTNET_LITE0_STEM, 3, 2))]
         layers += [(f"block{i}", MBConv(block)) for i, block in enumerate(spec.EFFICIENTNET_LITE0_BLOCKS)]
-        layers.append(("head", conv_bn(spec.EFFICIENTNET_LITE0_BLOCKS[-1].out_channels, spec.EFFICIENTNET_LITE0_FEATURES, 1)))
+        layers.append(("head", _conv_bn(spec.EFFICIENTNET_LITE0_BLOCKS[-1].out_channels, spec.EFFICIENTNET_LITE0_FEATURES, 1)))
         self.features = nn.Sequential(OrderedDict(layers))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
@@ -74,33 +74,31 @@ class EfficientNetLite0(nn.Module):
         return self.classifier(self.dropout(self.flatten(self.pool(self.features(x)))))
 
 
-def _efficientnet_lite0_key(name: str) -> str:
-    """Our parameter name -> the name in the package's state dict (lukemelas-style port)."""
-    parts = name.split(".")
-    if parts[0] == "classifier":
-        return "_fc." + parts[1]
-    where, rest = parts[1], parts[2:]
-    if where == "stem":
-        return {"conv": "_conv_stem", "bn": "_bn0"}[rest[0]] + "." + rest[1]
-    if where == "head":
-        return {"conv": "_conv_head", "bn": "_bn1"}[rest[0]] + "." + rest[1]
-    stage, layer, leaf = rest
-    index = where.removeprefix("block")
-    prefix = {"expand": "_expand_conv", "depthwise": "_depthwise_conv", "project": "_project_conv"}[stage]
-    if layer == "bn":
-        prefix = {"expand": "_bn0", "depthwise": "_bn1", "project": "_bn2"}[stage]
-    return f"_blocks.{index}.{prefix}.{leaf}"
-
-
 def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
+    """EfficientNet-Lite0 with the embedded ImageNet weights (or random ones), `.preprocessing` set."""
     model = EfficientNetLite0()
     if pretrained:
-        source = efficientnet_lite0_state_dict()
-        state = {name: torch.from_numpy(source[_efficientnet_lite0_key(name)].copy())
-                 for name in model.state_dict()}
-        model.load_state_dict(state)
+        _load_efficientnet_lite0_weights(model)
     model.preprocessing = spec.EFFICIENTNET_LITE0_INPUT
     return model
+
+
+def _weight_name(name: str) -> str:
+    """Our parameter name ("features.block3.expand.conv.weight") -> its name in the package's state dict."""
+    parts = name.split(".")
+    if parts[0] == "classifier":
+        return f"{spec.efficientnet_lite0_source('classifier')}.{parts[1]}"
+    part, rest = parts[1], parts[2:]
+    if part in ("stem", "head"):
+        return f"{spec.efficientnet_lite0_source(part, kind=rest[0])}.{rest[1]}"
+    stage, kind, leaf = rest
+    return f"{spec.efficientnet_lite0_source(part, stage, kind)}.{leaf}"
+
+
+def _load_efficientnet_lite0_weights(model: EfficientNetLite0) -> None:
+    """Copy the package's arrays into the modules: the layouts are PyTorch's already."""
+    source = efficientnet_lite0_state_dict()
+    model.load_state_dict({name: torch.from_numpy(source[_weight_name(name)].copy()) for name in model.state_dict()})
 
 
 def _zoo_model(name: str, pretrained: bool) -> nn.Module:
@@ -211,7 +209,7 @@ def _randomizable(model: nn.Module, layer_names) -> list[str]:
     modules = dict(model.named_modules())
     for name in layer_names:
         if not name or name not in modules:
-            raise explain.unknown_layer(name, [n for n in modules if n and n.count(".") <= 1],
+            raise contract.unknown_layer(name, [n for n in modules if n and n.count(".") <= 1],
                                         "layers you can randomise (or any name in model.named_modules())")
     return layer_names
 

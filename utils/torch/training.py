@@ -14,18 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import batch_bounds, check_training_args, cosine_factor
+from ..training import batch_bounds, check_training_args, cosine_factor, progress_bar
 from .core import preprocess
 
 
 def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int = 4, batch_size: int = 16,
-          lr: float = 3e-3, seed: int = 0, verbose: bool = True) -> dict[str, list[float]]:
+          lr: float = 3e-3, seed: int = 0, verbose: bool = True,
+          progress: bool = False) -> dict[str, list[float]]:
     """Train `model` in place on uint8 images (N, H, W, 3) with integer labels in [0, classes).
 
     Returns the per-epoch mean training loss and accuracy (measured on the training batches, in
     training mode, while the weights change), {"loss": [...], "accuracy": [...]}. `seed` fixes the
     order of the batches; the initial weights are the caller's (`xt.seed_everything` before
-    building the model). The model is left in eval mode, also when training raised.
+    building the model). The model is left in eval mode, also when training raised. `verbose` prints
+    one line per epoch; `progress` shows a progress bar over the steps (tqdm.auto).
     """
     x = preprocess(images, model)
     labels = check_training_args(len(x), labels, _num_outputs(model, x), epochs, batch_size, lr)
@@ -37,6 +39,7 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int 
     order = np.random.default_rng(seed)
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
     model.train()
+    bar = progress_bar(total_steps, progress)
     try:
         for epoch in range(epochs):
             total_loss = torch.zeros((), device=x.device)
@@ -52,12 +55,15 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int 
                 schedule.step()
                 total_loss += loss.detach() * len(index)
                 correct += (logits.argmax(1) == y[index]).sum()
+                bar.update()
             history["loss"].append(total_loss.item() / len(x))
             history["accuracy"].append(correct.item() / len(x))
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", accuracy=f"{history['accuracy'][-1]:.3f}")
             if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.3f}, "
-                      f"accuracy {history['accuracy'][-1]:.3f}")
+                bar.write(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.3f}, "
+                          f"accuracy {history['accuracy'][-1]:.3f}")
     finally:
+        bar.close()
         model.eval()
     return history
 
