@@ -16,6 +16,7 @@ import argparse
 import os
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -140,14 +141,17 @@ Explain what the ImageNet classifier looks at in each IMAGE file: for every imag
 write one PNG into --out, at the image's own size, with the CAM paper's box drawn in lime and
 labelled with the class name and its probability.
 
-CAM, Grad-CAM, saliency and SmoothGrad are drawn as a heatmap (jet colour map) over the photo.
-Guided Backprop and Guided Grad-CAM are drawn as their signed RGB map (grey = zero gradient),
-as in the papers. The pixel-level maps (saliency, smoothgrad and the guided ones) are clipped at the
-99th percentile of their magnitude before display and box, so a few extreme pixels do not set the
-scale (as notebooks 04 and 05 show them).
+{drawing}
 
 The box: keep the pixels of the map that reach --threshold times its maximum, take the largest
-connected region, draw its bounding box (Zhou et al. 2016; utils.box_from_heatmap)."""
+connected region, draw its bounding box (Zhou et al. 2016; utils.box_from_heatmap).""".format(drawing=textwrap.fill(
+    f"{', '.join(row.title for row in _contract.METHODS if row.output == _contract.HEATMAP)} are drawn as a "
+    "heatmap (jet colour map) over the photo; "
+    f"{' and '.join(row.title for row in _contract.METHODS if row.output == _contract.SIGNED_RGB)} as their "
+    "signed RGB map (grey = zero gradient), as in the papers. The pixel-level maps "
+    f"({', '.join(row.cli_name for row in _contract.METHODS if row.pixel_level)}) are clipped at the 99th "
+    "percentile of their magnitude before display and box, so a few extreme pixels do not set the scale (as "
+    "the explorer and notebooks 04 and 05 show them).", width=100))
 
 EXPLAIN_EPILOG = """\
 output files:

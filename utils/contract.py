@@ -53,6 +53,8 @@ class Method:
 METHODS: tuple[Method, ...] = (
     Method("cam", "cam", "CAM", "Zhou et al. 2016, eq. 2", True, HEATMAP, False),
     Method("grad_cam", "grad-cam", "Grad-CAM", "Selvaraju et al. 2017, eqs. 1-2", True, HEATMAP, False),
+    Method("grad_cam_plus_plus", "grad-cam++", "Grad-CAM++", "Chattopadhay et al. 2018, eqs. 7, 19", True, HEATMAP,
+           False),
     Method("saliency", "saliency", "Saliency", "Simonyan et al. 2014, sec. 3.1", False, HEATMAP, True),
     Method("smooth_grad", "smoothgrad", "SmoothGrad", "Smilkov et al. 2017, eq. 3", False, HEATMAP, True),
     Method("guided_backprop", "guided-backprop", "Guided Backprop", "Springenberg et al. 2015, sec. 3.4", False,
@@ -112,6 +114,16 @@ einsum("k,khw->hw", W[c], f[i]). One forward pass; the same head checks as `cam`
 S^c is the pre-softmax score (a final softmax is skipped); A is any convolutional feature map by
 name (`layer`, None: the last one), nested models included. One forward and one backward pass for
 the whole batch; each image gets the gradient of its own score.
+{_HEATMAP_RETURNS}""",
+    "grad_cam_plus_plus": f"""Grad-CAM++ (Chattopadhay et al. 2018, eqs. 7 and 19): Grad-CAM with each position weighted.
+
+w_k^c = sum_ij alpha_ij^kc ReLU(dS^c/dA^k_ij) with the closed form of the paper's exponential score,
+alpha_ij^kc = g_ij^2 / (2 g_ij^2 + sum_ab A^k_ab g_ij^3), g = dS^c/dA^k (alpha = 0 where the
+denominator is 0); map = ReLU(sum_k w_k^c A^k). Only positive gradients count, and a channel that is
+strong in a few places is not averaged away, so several instances of a class can all show. The
+paper's map is exp(S^c) times this one (its score is exp(S^c)); the factor is positive per image,
+so the normalised maps are the same, and it is left out because it overflows float32 for logits
+above about 88. `layer`: any convolutional feature map (None: the last one).
 {_HEATMAP_RETURNS}""",
     "saliency": f"""Vanilla gradient (Simonyan et al. 2014, sec. 3.1): max over colour channels of |dS^c/dx|.
 

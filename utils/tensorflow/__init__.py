@@ -42,14 +42,14 @@ def _import_tensorflow_quietly() -> None:
 _import_tensorflow_quietly()
 
 from .core import best_device, predict, preprocess, probabilities, seed_everything  # noqa: E402
-from .methods import (cam, cam_parts, feature_layers, grad_cam, guided_backprop, guided_grad_cam,  # noqa: E402
-                      saliency, smooth_grad)
+from .methods import (cam, cam_parts, feature_layers, grad_cam, grad_cam_plus_plus, guided_backprop,  # noqa: E402
+                      guided_grad_cam, saliency, smooth_grad)
 from .models import cascading_randomization, efficientnet_lite0, load_model, randomized_copy, small_cnn  # noqa: E402
 from .training import evaluate, train  # noqa: E402
 
 FRAMEWORK = "tensorflow"
 
 __all__ = ["FRAMEWORK", "best_device", "cam", "cam_parts", "cascading_randomization", "efficientnet_lite0",
-           "evaluate", "feature_layers", "grad_cam", "guided_backprop", "guided_grad_cam", "load_model", "predict",
-           "preprocess", "probabilities", "randomized_copy", "saliency", "seed_everything", "small_cnn",
-           "smooth_grad", "train"]
+           "evaluate", "feature_layers", "grad_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam",
+           "load_model", "predict", "preprocess", "probabilities", "randomized_copy", "saliency",
+           "seed_everything", "small_cnn", "smooth_grad", "train"]

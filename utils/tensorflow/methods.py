@@ -372,19 +372,17 @@ def _build_cam_parts(model_ref, image_shape, layer_name: str):
     return cam_parts
 
 
-def _build_grad_cam(model_ref, image_shape, layer_name: str):
-    """Raw Grad-CAM maps at one layer (Selvaraju et al. 2017, eqs. 1-2), and the layer's output shape."""
+def _build_layer_gradients(model_ref, image_shape, layer_name: str):
+    """The feature map at one layer and dS^c/dA of each image's own score, and the map's shape."""
     @_function(image_shape, _TARGETS)
-    def grad_cam(x, targets):
+    def layer_gradients(x, targets):
         model = model_ref()
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             logits, features = _forward(model, x, tape=tape, tap=_find_layer(model, layer_name))
             _, scores = _scores(logits, targets)
-        gradients = tape.gradient(scores, features)  # dS^c/dA^k_ij of each image's own score, (B, h, w, K)
-        features, gradients = tf.cast(features, tf.float32), tf.cast(gradients, tf.float32)
-        weights = tf.reduce_mean(gradients, axis=[1, 2])  # eq. 1: alpha_k^c
-        return tf.nn.relu(tf.einsum("bhwk,bk->bhw", features, weights)), tf.shape(features)  # eq. 2
-    return grad_cam
+        gradients = tape.gradient(scores, features)
+        return tf.cast(features, tf.float32), tf.cast(gradients, tf.float32), tf.shape(features)
+    return layer_gradients
 
 
 def _build_input_gradients(model_ref, image_shape, guided: bool):
@@ -420,14 +418,23 @@ def _cam_parts(model: keras.Model, x: tf.Tensor, layer: str | None, strict: bool
     return features, weight, bias, logits
 
 
-def _grad_cam_maps(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer: str | None) -> tf.Tensor:
-    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+def _layer_gradients(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer: str | None):
+    """The feature map A (B, h, w, K) at `layer` and dS^c/dA of each image's own score: one forward pass,
+    and a backward pass that stops at the layer."""
     tap = _feature_layer(model, x, layer)
     image_shape = tuple(x.shape[1:])
-    fn = _compiled(model, ("grad_cam", tap.name, image_shape), lambda ref: _build_grad_cam(ref, image_shape, tap.name))
-    maps, features_shape = fn(x, targets)
+    fn = _compiled(model, ("layer_gradients", tap.name, image_shape),
+                   lambda ref: _build_layer_gradients(ref, image_shape, tap.name))
+    activations, gradients, features_shape = fn(x, targets)
     _check_feature_shape(model, x, tap, features_shape.numpy())
-    return maps
+    return activations, gradients
+
+
+def _grad_cam_maps(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer: str | None) -> tf.Tensor:
+    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+    activations, gradients = _layer_gradients(model, x, targets, layer)
+    weights = tf.reduce_mean(gradients, axis=[1, 2], keepdims=True)  # eq. 1: alpha_k^c
+    return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))  # eq. 2
 
 
 def _input_gradients(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, guided: bool = False) -> tf.Tensor:
@@ -552,6 +559,18 @@ def grad_cam(model: keras.Model, x, target=None, layer: str | None = None, norma
     x = _check_input(model, x)
     targets = _targets(model, x, target)
     return _heatmap(_grad_cam_maps(model, x, targets, layer), x, normalize, upsample)
+
+
+@contract.shared_doc("grad_cam_plus_plus")
+def grad_cam_plus_plus(model: keras.Model, x, target=None, layer: str | None = None, normalize: bool = True,
+                       upsample: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+    squared = tf.square(gradients)
+    denominator = 2 * squared + tf.reduce_sum(activations, axis=[1, 2], keepdims=True) * gradients ** 3  # eq. 19
+    alpha = tf.math.divide_no_nan(squared, denominator)
+    weights = tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=[1, 2], keepdims=True)  # eq. 7, positive gradients only
+    return _heatmap(tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)), x, normalize, upsample)
 
 
 @contract.shared_doc("saliency")

@@ -315,16 +315,23 @@ def _cam_parts(model: nn.Module, x: torch.Tensor, layer: str | None, strict: boo
     return features, linear.weight, bias, logits
 
 
-def _grad_cam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: str | None) -> torch.Tensor:
-    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+def _layer_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: str | None):
+    """The feature map A (B, K, h, w) at `layer` and dS^c/dA of each image's own score: one forward pass,
+    and a backward pass that stops at the layer."""
     tap = _feature_layer(model, x, layer)
     with _tap(model, tap, x, grad=True) as taps:
         logits = _forward(model, x)
         activations = taps[0]
         _, scores = _scores(logits, targets)
-        (gradients,) = torch.autograd.grad(scores.sum(), activations)  # dS^c/dA^k_ij of each image's own score
+        (gradients,) = torch.autograd.grad(scores.sum(), activations)
+    return activations.detach().float(), gradients.float()
+
+
+def _grad_cam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: str | None) -> torch.Tensor:
+    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+    activations, gradients = _layer_gradients(model, x, targets, layer)
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # eq. 1: alpha_k^c
-    return F.relu((weights * activations.detach()).sum(dim=1))  # eq. 2
+    return F.relu((weights * activations).sum(dim=1))  # eq. 2
 
 
 def _input_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, guided: bool = False) -> torch.Tensor:
@@ -444,6 +451,19 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
     with inference(model):
         targets = _targets(model, x, target)
         return _heatmap(_grad_cam_maps(model, x, targets, layer), x, normalize, upsample)
+
+
+@contract.shared_doc("grad_cam_plus_plus")
+def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
+                       normalize: bool = True, upsample: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    with inference(model):
+        activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+        squared = gradients.square()
+        denominator = 2 * squared + activations.sum(dim=(2, 3), keepdim=True) * gradients.pow(3)  # eq. 19
+        alpha = torch.where(denominator != 0, squared / torch.where(denominator != 0, denominator, 1), 0)
+        weights = (alpha * F.relu(gradients)).sum(dim=(2, 3), keepdim=True)  # eq. 7, positive gradients only
+        return _heatmap(F.relu((weights * activations).sum(dim=1)), x, normalize, upsample)
 
 
 @contract.shared_doc("saliency")
