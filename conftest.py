@@ -67,10 +67,23 @@ def xt(request):
 _EMBEDDED_MODELS = {}
 
 
+def _embedded(backend):
+    if backend.FRAMEWORK not in _EMBEDDED_MODELS:
+        _EMBEDDED_MODELS[backend.FRAMEWORK] = backend.load_model("efficientnet_lite0")
+    return _EMBEDDED_MODELS[backend.FRAMEWORK]
+
+
 @pytest.fixture
 def embedded_model(xt):
     """The backend's embedded EfficientNet-Lite0, loaded once per test process and shared between
     tests: the methods leave a model as they found it (tests check that), so sharing is safe."""
-    if xt.FRAMEWORK not in _EMBEDDED_MODELS:
-        _EMBEDDED_MODELS[xt.FRAMEWORK] = xt.load_model("efficientnet_lite0")
-    return _EMBEDDED_MODELS[xt.FRAMEWORK]
+    return _embedded(xt)
+
+
+@pytest.fixture(scope="session")
+def embedded_models():
+    """{backend module: its embedded model} for both backends, from the same cache, for parity tests."""
+    if not HAS_TORCH:
+        pytest.skip("PyTorch is not installed (the `make test-colab` lane runs without it)")
+    backends = [importlib.import_module(f"utils.{name}") for name in ("torch", "tensorflow")]
+    return {backend: _embedded(backend) for backend in backends}

@@ -30,10 +30,10 @@ def logits(xt, model, x):
 
 
 @pytest.fixture(scope="module")
-def embedded():
+def embedded(embedded_models):
     """The embedded model in both frameworks and the sample photos (plus the composite)."""
     images = [utils.sample_image(name) for name in utils.SAMPLE_NAMES] + [utils.cat_and_coffee()]
-    return {xt: (xt.load_model(), images) for xt in (xtt, xtf)}
+    return {xt: (model, images) for xt, model in embedded_models.items()}
 
 
 def test_preprocess_is_identical_in_both_frameworks(embedded):

@@ -15,9 +15,9 @@ PIXEL_MAPS = [(row.name, {"n": 50, "seed": 0, "batch_size": 50} if row.name == "
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(embedded_models):
     photos = [utils.sample_image("chelsea"), utils.sample_image("coffee"), utils.cat_and_coffee()]
-    torch_model, keras_model = xtt.load_model(), xtf.load_model()
+    torch_model, keras_model = embedded_models[xtt], embedded_models[xtf]
     return (torch_model, xtt.preprocess(photos, torch_model)), (keras_model, xtf.preprocess(photos, keras_model))
 
 
