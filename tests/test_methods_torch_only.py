@@ -56,3 +56,17 @@ def test_a_batch_that_is_not_a_torch_tensor_is_refused(xt):
     for method in (xt.cam, xt.grad_cam, xt.saliency, xt.smooth_grad, xt.guided_backprop, xt.guided_grad_cam):
         with pytest.raises(TypeError, match="expected a torch.Tensor batch from xt.preprocess, got ndarray"):
             method(model, x.numpy())
+
+
+def test_the_layers_follow_the_image_size_of_each_call(xt):
+    """PyTorch probes a model with one forward pass to find its feature maps; which maps have height and
+    width depends on the image size (blocks 11-15 are 7 x 7 at 224 px, 1 x 1 at 32 px). A first call on
+    small images must not fix the layers of later calls on large ones."""
+    model = xt.efficientnet_lite0(pretrained=False).eval()
+    small, large = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 224, 224)
+    assert xt.feature_layers(model, small)[-1] == "features.block10"  # the last map larger than 1 x 1 at 32 px
+    xt.grad_cam(model, small)
+    assert xt.feature_layers(model, large)[-1] == "features.head"
+    assert xt.grad_cam(model, large, upsample=False).shape == (1, 7, 7)
+    assert xt.cam(model, large, upsample=False).shape == (1, 7, 7)  # the GAP head's own map again
+    assert xt.grad_cam(model, small, upsample=False).shape == (1, 2, 2)  # and back

@@ -109,6 +109,7 @@ class _Layers:
         self.last_linear = linears[-1] if linears else None
         self.num_classes = output.shape[1]
         self.signature = _signature(model)
+        self.image_shape = tuple(x.shape[1:])
 
 
 def _is_feature_map(output) -> bool:
@@ -148,9 +149,10 @@ _probes: "weakref.WeakKeyDictionary[nn.Module, _Layers]" = weakref.WeakKeyDictio
 
 
 def _layers(model: nn.Module, x: torch.Tensor) -> _Layers:
-    """The probe of `model`, run once and kept until the model's modules change."""
+    """The probe of `model` for images of x's size, run once and kept until the model's modules change
+    (which maps are feature maps depends on the image size: a 7 x 7 map at 224 px is 1 x 1 at 32 px)."""
     probe = _probes.get(model)
-    if probe is None or probe.signature != _signature(model):
+    if probe is None or probe.signature != _signature(model) or probe.image_shape != tuple(x.shape[1:]):
         probe = _probes[model] = _Layers(model, x)
     return probe
 
