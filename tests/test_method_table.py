@@ -5,6 +5,7 @@ the table names, when the command line or the explorer keeps a list of its own, 
 backends' methods.py or models.py stop reading side by side (same functions in the same order).
 """
 import ast
+import importlib.util
 import inspect
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def importlib_methods(xt):
 
 
 def test_both_backends_give_each_method_the_same_signature():
-    torch_methods = pytest.importorskip("utils.torch.methods")
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed (the `make test-colab` lane runs without it)")
+    import utils.torch.methods as torch_methods  # torch before tensorflow (the root conftest imported it first)
     import utils.tensorflow.methods as tf_methods
 
     for name in contract.METHOD_NAMES + contract.METHOD_HELPERS:
