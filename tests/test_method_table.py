@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORK_ONLY = {
     "methods.py": {
         "torch": {"_Layers", "_main_feature_layers", "_signature", "_layers", "_GuidedReLU", "_GuidedMode"},
-        "tensorflow": {"_num_classes", "_all_layers", "_find_layer", "_static_shape", "_static_feature_layers",
+        "tensorflow": {"_num_classes", "_logits", "_all_layers", "_find_layer", "_static_shape", "_static_feature_layers",
                        "_run_and_record_shapes", "_check_feature_shape", "_patched", "_output_layer",
                        "_without_softmax", "_structure", "_compiled", "_function", "_build_logits", "_last_dense",
                        "_build_cam_parts", "_build_layer_gradients", "_build_input_gradients", "_noisy_copies_graph"},

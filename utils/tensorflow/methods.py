@@ -58,9 +58,7 @@ def _clean_targets(model: keras.Model, x: tf.Tensor, target) -> tf.Tensor:
     copies) or twice: explicit classes as they are, None the top-1 of one forward pass."""
     targets = _targets(model, x, target)
     if target is None:
-        image_shape = tuple(x.shape[1:])
-        logits = _compiled(model, ("logits", image_shape), lambda ref: _build_logits(ref, image_shape))(x)
-        targets = tf.argmax(logits, axis=-1)
+        targets = tf.argmax(_logits(model, x), axis=-1)
     return targets
 
 
@@ -70,8 +68,13 @@ def _num_classes(model: keras.Model, x: tf.Tensor) -> int:
             return int(model.outputs[0].shape[-1])
     except (AttributeError, IndexError, TypeError, ValueError):
         pass  # a model without a symbolic graph: ask it
+    return int(_logits(model, x[:1]).shape[-1])
+
+
+def _logits(model: keras.Model, x: tf.Tensor) -> tf.Tensor:
+    """The pre-softmax scores of the batch, through the model's compiled forward pass."""
     image_shape = tuple(x.shape[1:])
-    return int(_compiled(model, ("logits", image_shape), lambda ref: _build_logits(ref, image_shape))(x[:1]).shape[-1])
+    return _compiled(model, ("logits", image_shape), lambda ref: _build_logits(ref, image_shape))(x)
 
 
 # ---------------------------------------------------------------------------------------------

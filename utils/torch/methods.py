@@ -19,7 +19,7 @@ PyTorch's part, in three ideas a reader can reuse:
 from __future__ import annotations
 
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -340,10 +340,7 @@ def _input_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, g
     """dS^c/dx per image (Simonyan et al. 2014, eq. 3), through guided ReLUs when `guided`."""
     leaf = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        if guided:
-            with _guided_relus(model):
-                logits = _forward(model, leaf)
-        else:
+        with _guided_relus(model) if guided else nullcontext():
             logits = _forward(model, leaf)
         _, scores = _scores(logits, targets)
         (gradients,) = torch.autograd.grad(scores.sum(), leaf)
