@@ -18,10 +18,18 @@ threshold for CAM and Grad-CAM, each a full redraw from the cache (the target is
     python scripts/benchmark.py --case explorer --threads 1
 
 --case table times every method of the table of methods (utils.contract.METHODS) with its defaults
-(SmoothGrad with --smooth-n samples), same model, batch and device, beside Grad-CAM's time: what a new
+(SmoothGrad with --smooth-n samples; Score-CAM, occlusion and Integrated Gradients with the explorer's
+lighter settings of the table), same model, batch and device, beside Grad-CAM's time: what a new
 method costs next to the one it extends.
 
     python scripts/benchmark.py --case table --model efficientnet_lite0 --batch 8
+
+--case perturbation times Score-CAM (all channels, and top-k), occlusion and Integrated Gradients against
+their floors (the same forward or forward-and-backward passes in the same chunks, nothing else) and
+pytorch-grad-cam's ScoreCAM, Captum's Occlusion and IntegratedGradients (right Riemann sum) and
+tf-keras-vis' Scorecam, with the same layer, patch, stride, steps and chunk size:
+
+    python scripts/benchmark.py --case perturbation --model efficientnet_lite0 --batch 1 --repeats 2
 """
 from __future__ import annotations
 
@@ -241,8 +249,9 @@ def bench_table(framework: str, args) -> dict:
         args.model, pretrained=False, device=args.device or xt.best_device())
     x = xt.preprocess(images(args.batch), model)
     cases = {}
-    for row in contract.METHODS:
+    for row in contract.METHODS:  # the explorer's lighter settings for the methods that run the model per channel/patch/step
         options = {"n": args.smooth_n, "batch_size": args.smooth_batch, "seed": 0} if row.name == "smooth_grad" else {}
+        options |= dict(row.explorer_settings)
         case = lambda function=getattr(xt, row.name), options=options: function(model, x, **options)  # noqa: E731
         try:
             case()
@@ -254,6 +263,127 @@ def bench_table(framework: str, args) -> dict:
     device = "cpu" if framework == "tensorflow" else str(xt.model_device(model))
     return {"device": f"{device} ({args.threads} threads), batch {args.batch}", "framework": framework,
             "results_ms": times}
+
+
+def bench_perturbation(framework: str, args) -> dict:
+    """Score-CAM, occlusion and Integrated Gradients: ours against the floor (the model runs alone, in the same
+    chunks) and the libraries, with the same layer, patch, stride, steps, chunk size, batch and device."""
+    import importlib
+
+    from utils import contract
+
+    xt = importlib.import_module(f"utils.{framework}")
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model(args.model, pretrained=False) if framework == "tensorflow" else xt.load_model(
+        args.model, pretrained=False, device=args.device or xt.best_device())
+    x = xt.preprocess(images(args.batch), model)
+    layer = xt.feature_layers(model, x)[-2]  # the penultimate feature map: fewer channels than the head's, same work per channel
+    chunk, patch, stride, steps = args.chunk, args.patch, args.stride, args.steps
+    probe = xt.score_cam(model, x, layer=layer, top_k=1, batch_size=chunk)  # noqa: F841 (compiles, checks the layer)
+    if framework == "torch":
+        import torch
+        from utils.torch.methods import _layer_gradients, _targets
+
+        with torch.no_grad():
+            logits = model(x)
+        targets = logits.argmax(1)
+        channels = _layer_gradients(model, x, _targets(model, x, None), layer)[0].shape[1]
+
+        def forwards(count):  # the floor: `count` images through the model in chunks, nothing else
+            with torch.no_grad():
+                for first in range(0, count, chunk):
+                    model(x[torch.arange(first, min(first + chunk, count)) % args.batch])
+
+        def forward_backwards(count):
+            for first in range(0, count, chunk):
+                index = torch.arange(first, min(first + chunk, count)) % args.batch
+                leaf = x[index].clone().requires_grad_(True)
+                torch.autograd.grad(model(leaf).gather(1, targets[index, None]).sum(), leaf)
+    else:
+        import tensorflow as tf
+        from utils.tensorflow.methods import _layer_gradients, _logits, _targets
+
+        targets = tf.argmax(_logits(model, x), axis=1)
+        channels = int(_layer_gradients(model, x, _targets(model, x, None), layer)[0].shape[-1])
+
+        def forwards(count):
+            for first in range(0, count, chunk):
+                _logits(model, tf.gather(x, tf.range(first, min(first + chunk, count)) % args.batch)).numpy()
+
+        @tf.function(reduce_retracing=True)
+        def gradients(batch, classes):
+            with tf.GradientTape() as tape:
+                tape.watch(batch)
+                score = tf.reduce_sum(tf.gather(model(batch, training=False), classes, batch_dims=1))
+            return tape.gradient(score, batch)
+
+        def forward_backwards(count):
+            for first in range(0, count, chunk):
+                index = tf.range(first, min(first + chunk, count)) % args.batch
+                gradients(tf.gather(x, index), tf.gather(targets, index)).numpy()
+    positions = len(contract.patch_corners(int(x.shape[-2] if framework == "torch" else x.shape[1]), patch, stride)) ** 2
+    classes = [int(t) for t in targets]
+    groups = {"score_cam": {f"floor ({args.batch} x {channels} forward passes)": lambda: forwards(args.batch * channels),
+                            "ours": lambda: xt.score_cam(model, x, classes, layer, batch_size=chunk),
+                            f"ours top_k={args.top_k}": lambda: xt.score_cam(model, x, classes, layer, top_k=args.top_k,
+                                                                            batch_size=chunk)},
+              "occlusion": {f"floor ({args.batch} x {positions} forward passes)": lambda: forwards(args.batch * (positions + 1)),
+                            "ours": lambda: xt.occlusion(model, x, classes, patch=patch, stride=stride, batch_size=chunk,
+                                                         score="logit")},
+              "integrated_gradients": {f"floor ({args.batch} x {steps} forward + backward)": lambda: forward_backwards(args.batch * steps),
+                                       "ours": lambda: xt.integrated_gradients(model, x, classes, steps=steps,
+                                                                               batch_size=chunk)}}
+    if framework == "torch":
+        try:
+            from pytorch_grad_cam import ScoreCAM
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            reference = ScoreCAM(model=model, target_layers=[dict(model.named_modules())[layer]])
+            reference.batch_size = chunk
+            groups["score_cam"]["pytorch-grad-cam 1.5.7 ScoreCAM"] = lambda: reference(
+                input_tensor=x, targets=[ClassifierOutputTarget(c) for c in classes])
+        except ImportError:
+            print("pytorch-grad-cam not installed: pip install -e '.[bench]'")
+        try:
+            from captum.attr import IntegratedGradients, Occlusion
+
+            grey = torch.as_tensor(contract.baseline_pixels(model, contract.GREY), device=x.device).view(1, 3, 1, 1)
+            black = torch.as_tensor(contract.baseline_pixels(model, contract.BLACK), device=x.device).view(1, 3, 1, 1)
+            occluder, integrator = Occlusion(model), IntegratedGradients(model)
+            groups["occlusion"]["captum 0.9.0 Occlusion"] = lambda: occluder.attribute(
+                x, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=grey,
+                target=targets, perturbations_per_eval=chunk)
+            groups["integrated_gradients"]["captum 0.9.0 IntegratedGradients"] = lambda: integrator.attribute(
+                x, baselines=black.expand_as(x), target=targets, n_steps=steps, method="riemann_right",
+                internal_batch_size=chunk)
+        except ImportError:
+            print("captum not installed: pip install -e '.[bench]'")
+    else:
+        try:
+            from tf_keras_vis.scorecam import Scorecam
+            from tf_keras_vis.utils.scores import CategoricalScore
+
+            scorecam = Scorecam(model, clone=True)
+            groups["score_cam"]["tf-keras-vis 0.8.7 Scorecam"] = lambda: scorecam(
+                CategoricalScore(classes), x.numpy(), penultimate_layer=layer, seek_penultimate_conv_layer=False,
+                batch_size=chunk)
+        except ImportError:
+            print("tf-keras-vis not installed: pip install -e '.[bench]'")
+    times = {}
+    for method, cases in groups.items():
+        times.update({f"{method} {name}": value for name, value in interleaved_ms(cases, args.repeats).items()})
+    device = "cpu" if framework == "tensorflow" else str(xt.model_device(model))
+    return {"device": f"{device} ({args.threads} threads), batch {args.batch}, {args.chunk} images per pass, "
+                      f"Score-CAM at {layer}", "framework": framework, "results_ms": times}
+
+
+def report_perturbation(name: str, result: dict) -> None:
+    print(f"\nScore-CAM, occlusion, Integrated Gradients, {name}, on {result['device']}: median ms")
+    rows = result["results_ms"]
+    for key, value in rows.items():
+        method = key.split()[0]
+        ours = rows[f"{method} ours"]
+        print(f"  {key:62s} {value:10.1f} ms   ours / this = {ours / value:5.2f}")
 
 
 def report_table(name: str, result: dict) -> None:
@@ -283,10 +413,16 @@ def report(name: str, result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", choices=["torch", "tensorflow", "both"], default="both")
-    parser.add_argument("--case", choices=["methods", "explorer", "table"], default="methods",
+    parser.add_argument("--case", choices=["methods", "explorer", "table", "perturbation"], default="methods",
                         help="methods: Grad-CAM and SmoothGrad against floor and libraries (default); "
                              "explorer: update times of the interactive explorer; table: every method of the "
-                             "table of methods beside Grad-CAM")
+                             "table of methods beside Grad-CAM; perturbation: Score-CAM, occlusion and "
+                             "Integrated Gradients against floor and libraries")
+    parser.add_argument("--chunk", type=int, default=4, help="perturbation: images per forward pass (4: the CPU default)")
+    parser.add_argument("--patch", type=int, default=32, help="perturbation: occlusion patch")
+    parser.add_argument("--stride", type=int, default=16, help="perturbation: occlusion stride")
+    parser.add_argument("--steps", type=int, default=32, help="perturbation: Integrated Gradients steps")
+    parser.add_argument("--top-k", type=int, default=32, help="perturbation: Score-CAM's top-k channels")
     parser.add_argument("--model", default="resnet50", help="resnet50 (default), vgg16 or efficientnet_lite0")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--smooth-n", type=int, default=10, help="SmoothGrad samples (the issue quotes 10 on CPU, 50 on GPU)")
@@ -297,8 +433,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     results = {"args": vars(args)}
-    if args.case in ("explorer", "table"):
-        bench, report_case = (bench_explorer, report_explorer) if args.case == "explorer" else (bench_table, report_table)
+    if args.case in ("explorer", "table", "perturbation"):
+        bench, report_case = {"explorer": (bench_explorer, report_explorer), "table": (bench_table, report_table),
+                              "perturbation": (bench_perturbation, report_perturbation)}[args.case]
         for framework in ("torch", "tensorflow"):  # torch first: it must be imported before tensorflow
             if args.framework in (framework, "both"):
                 results[framework] = bench(framework, args)

@@ -36,6 +36,7 @@ EMBEDDED = {
 LAYOUT = {"torch": "(B, C, H, W)", "tensorflow": "(B, H, W, C)"}
 CAT, ESPRESSO = utils.class_index("Egyptian cat"), utils.class_index("espresso")
 METHODS = contract.METHOD_NAMES  # every row of the table of methods
+SMALL_IMAGES = {"occlusion": {"patch": 4, "stride": 2}}  # the defaults are for 224 px photos
 
 
 @pytest.fixture
@@ -401,8 +402,9 @@ def test_every_method_leaves_the_model_as_it_was(xt):
              lambda: xt.smooth_grad(model, x, n=1, method="grad_cam", layer="c2"), lambda: xt.guided_backprop(model, x),
              lambda: xt.guided_grad_cam(model, x), lambda: xt.feature_layers(model, x),
              lambda: xt.feature_layers(model)]
-    calls += [lambda function=getattr(xt, row.name), layer={"layer": "c2"} if row.takes_layer and row.name != "cam" else {}:
-              function(model, x, **layer) for row in contract.METHODS]  # every row of the table: new methods too
+    calls += [lambda function=getattr(xt, row.name), layer={"layer": "c2"} if row.takes_layer and row.name != "cam" else {},
+              small=SMALL_IMAGES.get(row.name, {}): function(model, x, **layer, **small)
+              for row in contract.METHODS]  # every row of the table: new methods too
     for call in calls:
         call()
         assert nets.state(xt, model) == before
@@ -413,7 +415,8 @@ def test_every_method_leaves_the_model_as_it_was(xt):
                lambda: xt.cam(model, x, layer="c1"),  # the head is not GAP of c1's map
                lambda: xt.guided_backprop(model, x, target=3),
                lambda: xt.guided_grad_cam(model, x, target=[0, 1, 2]), lambda: xt.smooth_grad(model, x, n=0),
-               lambda: xt.saliency(model, nan)]
+               lambda: xt.saliency(model, nan), lambda: xt.occlusion(model, x, patch=9),
+               lambda: xt.score_cam(model, x, layer="c2", top_k=0), lambda: xt.integrated_gradients(model, x, steps=0)]
     for call in failing:
         with pytest.raises(ValueError):
             call()

@@ -150,6 +150,33 @@ def linear_net(xt, weights):
     return model
 
 
+def flatten_net(xt, kernel, weights, bias):
+    """x -> 1x1 conv "conv" (kernel (C, K), no bias) -> ReLU "relu" -> flatten in (H, W, K) order -> linear
+    "dense" (weights (H, W, K, classes), bias (classes,)): everything after "relu" is linear."""
+    kernel, weights, bias = (np.asarray(a, np.float32) for a in (kernel, weights, bias))
+    channels, features = kernel.shape
+    height, width, _, classes = weights.shape
+    if framework(xt) == "torch":
+        model = nn.Sequential()
+        model.add_module("conv", nn.Conv2d(channels, features, 1, bias=False))
+        model.add_module("relu", nn.ReLU())
+        model.add_module("flatten", _ChannelsLastFlatten())
+        model.add_module("dense", nn.Linear(height * width * features, classes))
+        with torch.no_grad():
+            model.conv.weight.copy_(torch.from_numpy(kernel.T[:, :, None, None].copy()))
+            model.dense.weight.copy_(torch.from_numpy(weights.reshape(-1, classes).T.copy()))
+            model.dense.bias.copy_(torch.from_numpy(bias))
+        return model.eval()
+    import keras
+    from keras import layers
+    inputs = keras.Input((height, width, channels))
+    h = layers.ReLU(name="relu")(layers.Conv2D(features, 1, use_bias=False, name="conv")(inputs))
+    model = keras.Model(inputs, layers.Dense(classes, name="dense")(layers.Flatten()(h)))
+    model.get_layer("conv").set_weights([kernel[None, None]])
+    model.get_layer("dense").set_weights([weights.reshape(-1, classes), bias])
+    return model
+
+
 # The ReLU spellings relu_net builds: the shared ones first, then each framework's own.
 SHARED_RELUS = ("relu", "relu6")
 TORCH_RELUS = ("F.relu", "F.relu6", "torch.relu", "Tensor.relu_", "F.hardtanh(0, 6)", "ReLU(inplace)",
@@ -204,6 +231,12 @@ def relu_net(xt, kind: str, weights):
 
 
 if torch is not None:
+    class _ChannelsLastFlatten(nn.Module):
+        """Flatten (B, C, H, W) in (H, W, C) order, as Keras' Flatten does on channels-last maps."""
+
+        def forward(self, h):
+            return h.permute(0, 2, 3, 1).flatten(1)
+
     class _TorchChannelsLastHead(nn.Module):
         """[conv -> act ->] flatten in (H, W, C) order -> dense, like Keras' Flatten on channels-last maps."""
 

@@ -22,8 +22,21 @@ from typing import Sequence
 
 import numpy as np
 
+from .models import EFFICIENTNET_LITE0_INPUT
+
 SMOOTH_GRAD_DEFAULT_N = 50
 SMOOTH_GRAD_DEFAULT_SIGMA = 0.15
+# Integrated Gradients' Riemann steps: the paper's guide is 20 to 300 for attributions that sum to
+# F(x) - F(x') within 5%. The embedded EfficientNet-Lite0 (ReLU6) needs more, measured on the four
+# sample photos with a black baseline (scripts/benchmark.py --case completeness): largest error
+# 65% at 16 steps, 65% at 32, 23% at 64, 13% at 128, 7.3% at 256, 2.2% at 512.
+INTEGRATED_GRADIENTS_DEFAULT_STEPS = 512
+# Images per forward pass for the methods that run the model on many changed copies (Score-CAM,
+# occlusion, Integrated Gradients) when batch_size=None. On a CPU larger batches run slower per
+# image (EfficientNet-Lite0, 2 cores: 21 ms at 4, 36 ms at 16, 74 ms at 64); a GPU wants them large.
+PERTURBATION_BATCH_CPU, PERTURBATION_BATCH_GPU = 4, 64
+# Pixel values (0..255 scale, before the model's normalisation) of the papers' reference images.
+BLACK, GREY = 0.0, 128.0
 # Input-gradient maps are heavy-tailed (a few pixels set the maximum): for display they are scaled so
 # that this percentile of their magnitude reaches the top of the colour scale, clipped beyond.
 DISPLAY_CLIP_PERCENTILE = 99.0
@@ -44,6 +57,9 @@ class Method:
     takes_layer: bool  # has a `layer` argument (a feature map by name)
     output: str  # HEATMAP or SIGNED_RGB
     pixel_level: bool  # a map per input pixel (an input gradient): clipped at DISPLAY_CLIP_PERCENTILE for display
+    # Lighter settings the explorer uses for the methods that run the model once per channel, patch or
+    # step, so that a map takes seconds on a CPU; the explorer's status line names them.
+    explorer_settings: tuple[tuple[str, int], ...] = ()
 
     @property
     def clip_percentile(self) -> float | None:
@@ -55,12 +71,20 @@ METHODS: tuple[Method, ...] = (
     Method("grad_cam", "grad-cam", "Grad-CAM", "Selvaraju et al. 2017, eqs. 1-2", True, HEATMAP, False),
     Method("grad_cam_plus_plus", "grad-cam++", "Grad-CAM++", "Chattopadhay et al. 2018, eqs. 7, 19", True, HEATMAP,
            False),
+    Method("layer_cam", "layer-cam", "LayerCAM", "Jiang et al. 2021, sec. III-B", True, HEATMAP, False),
+    Method("hires_cam", "hires-cam", "HiResCAM", "Draelos and Carin 2020, sec. 3", True, HEATMAP, False),
+    Method("score_cam", "score-cam", "Score-CAM", "Wang et al. 2020, sec. 3", True, HEATMAP, False,
+           explorer_settings=(("top_k", 32),)),
+    Method("occlusion", "occlusion", "Occlusion", "Zeiler and Fergus 2014, sec. 4.2", False, HEATMAP, False,
+           explorer_settings=(("patch", 32), ("stride", 32))),
     Method("saliency", "saliency", "Saliency", "Simonyan et al. 2014, sec. 3.1", False, HEATMAP, True),
     Method("smooth_grad", "smoothgrad", "SmoothGrad", "Smilkov et al. 2017, eq. 3", False, HEATMAP, True),
     Method("guided_backprop", "guided-backprop", "Guided Backprop", "Springenberg et al. 2015, sec. 3.4", False,
            SIGNED_RGB, True),
     Method("guided_grad_cam", "guided-grad-cam", "Guided Grad-CAM", "Selvaraju et al. 2017, sec. 3.1", True,
            SIGNED_RGB, True),
+    Method("integrated_gradients", "integrated-gradients", "Integrated Gradients", "Sundararajan et al. 2017, eqs. 1, 3",
+           False, HEATMAP, True, explorer_settings=(("steps", 32),)),
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
 # Other public functions of both backends' methods.py (helpers around the methods, not maps).
@@ -125,6 +149,46 @@ paper's map is exp(S^c) times this one (its score is exp(S^c)); the factor is po
 so the normalised maps are the same, and it is left out because it overflows float32 for logits
 above about 88. `layer`: any convolutional feature map (None: the last one).
 {_HEATMAP_RETURNS}""",
+    "layer_cam": f"""LayerCAM (Jiang et al. 2021, sec. III-B): ReLU(sum_k ReLU(dS^c/dA^k) * A^k), position by position.
+
+Grad-CAM gives each channel one weight (the mean gradient); LayerCAM weights every position of every
+channel by its own positive gradient, so a map at an early, fine layer keeps its detail instead of
+being averaged into noise. One forward and one backward pass, like grad_cam. `layer`: any
+convolutional feature map (None: the last one).
+{_HEATMAP_RETURNS}""",
+    "hires_cam": f"""HiResCAM (Draelos and Carin 2020): sum_k dS^c/dA^k * A^k, the gradient times the activation, summed over
+channels, signed (no ReLU, as in the paper).
+
+Grad-CAM averages the gradient over positions first, so it can mark places whose features the score
+does not use; HiResCAM does not average. When everything after `layer` is linear (flatten, or
+global average pooling, then one linear layer) the raw map (normalize=False, upsample=False) sums
+to S^c minus the bias of the class exactly, and on a GAP head it is CAM / (h w). pytorch-grad-cam
+applies a ReLU to it; relu=True does the same. `layer`: any convolutional feature map (None: the
+last one).
+{_HEATMAP_RETURNS}""",
+    "score_cam": f"""Score-CAM (Wang et al. 2020, sec. 3): ReLU(sum_k C_k A^k) with a weight per channel measured by
+forward passes, no gradient.
+
+Each channel's map A^k is upsampled to the input and min-max normalised to H^k in [0, 1]; the image
+masked by it, X * H^k, is run through the model, and C_k = p_c(X * H^k) - p_c(X_b), the increase of
+the target's softmax probability over the fully masked input X_b = X * 0 (the paper's "increase
+of confidence"). The paper's reference code and pytorch-grad-cam leave out p_c(X_b), and
+pytorch-grad-cam takes a softmax of the logits over channels instead; score="logit" uses S^c in
+place of p_c. One forward pass per (image, channel): B K masked images in chunks of `batch_size`
+(None: 4 per pass on a CPU, 64 on a GPU);
+top_k=k keeps the k channels of largest spatial variance per image (Faster Score-CAM) and costs
+B k passes. `layer`: any convolutional feature map (None: the last one).
+{_HEATMAP_RETURNS}""",
+    "occlusion": f"""Occlusion (Zeiler and Fergus 2014, sec. 4.2): how much the target's score drops when a square
+patch of the image is covered.
+
+A `patch` x `patch` square of colour `baseline` (a pixel value on the 0..255 scale, put through
+the model's preprocessing; the paper's grey square by default, or a tensor shaped like x in the
+model's input space) slides with `stride` (the last row and column placed so the patches cover
+the image); each position gives drop = p_c(x) - p_c(x occluded) (score="logit": S^c), and each
+pixel gets the mean drop of the patches that cover it, signed. One forward pass per (image,
+position), in chunks of `batch_size` (None: 4 per pass on a CPU, 64 on a GPU).
+{_HEATMAP_RETURNS}""",
     "saliency": f"""Vanilla gradient (Simonyan et al. 2014, sec. 3.1): max over colour channels of |dS^c/dx|.
 
 {_HEATMAP_RETURNS}""",
@@ -149,6 +213,17 @@ passes back only positive gradients at positive inputs (ReLU6: inputs in (0, 6))
 (at `layer`, None: the last feature map), for the same targets.
 
 {_SIGNED_RETURNS}""",
+    "integrated_gradients": """Integrated Gradients (Sundararajan et al. 2017, eqs. 1 and 3): (x - x') times the mean gradient on
+the straight line from a baseline x' to x, summed over colour channels.
+
+x' is `baseline`: a pixel value on the 0..255 scale put through the model's preprocessing (black,
+the paper's choice, by default) or a tensor shaped like x in the model's input space. The integral
+is the paper's right Riemann sum over `steps` points x' + (k / steps)(x - x'), k = 1 .. steps,
+run in chunks of `batch_size` images (None: 4 per pass on a CPU, 64 on a GPU). Completeness (the paper's Proposition 1): the raw map
+(normalize=False) is signed and sums over pixels to S^c(x) - S^c(x') up to the Riemann error,
+which shrinks as the steps grow (INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
+Returns (B, H, W) float32; normalize=True rescales the magnitude |map| to [0, 1] per image, as
+the paper's figures show it.""",
 }
 
 
@@ -255,6 +330,66 @@ def check_smooth_grad(n: int, sigma: float, batch_size: int | None) -> None:
 
 
 SMOOTH_GRAD_METHODS = ("saliency", "grad_cam")
+PERTURBATION_SCORES = ("probability", "logit")
+
+
+def perturbation_batch(batch_size, on_gpu: bool) -> int:
+    """The checked number of changed images per forward pass; None: the measured default for the device."""
+    if batch_size is None:
+        return PERTURBATION_BATCH_GPU if on_gpu else PERTURBATION_BATCH_CPU
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size (images per forward pass) must be a positive int or None, got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_score(score) -> None:
+    if score not in PERTURBATION_SCORES:
+        raise ValueError(f"score must be 'probability' (the paper's softmax probability) or 'logit' (the "
+                         f"pre-softmax score), got {score!r}")
+
+
+def check_top_k(top_k, channels: int, layer: str) -> None:
+    if top_k is None:
+        return
+    if not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or not 1 <= top_k <= channels:
+        raise ValueError(f"top_k must be None (every channel) or an int from 1 to {channels} (the channels of "
+                         f"{layer!r}), got {top_k!r}")
+
+
+def check_patch(patch, stride, height: int, width: int) -> None:
+    for name, value in (("patch", patch), ("stride", stride)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
+    if stride > patch:
+        raise ValueError(f"stride ({stride} px) is larger than the patch ({patch} px), so some pixels lie under no "
+                         "patch; choose a stride of at most the patch size (half of it is usual)")
+    if patch > min(height, width):
+        raise ValueError(f"patch ({patch} px) is larger than the {height} x {width} image; choose a patch of at "
+                         f"most {min(height, width)} px (a tenth to a seventh of the side is usual)")
+
+
+def check_steps(steps) -> None:
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps (points on the path from the baseline) must be a positive int, got {steps!r}")
+
+
+def patch_corners(size: int, patch: int, stride: int) -> list[int]:
+    """Where the patches start along one side: every `stride` pixels, plus a last one flush with the
+    edge so that every pixel is covered."""
+    corners = list(range(0, size - patch + 1, stride))
+    if corners[-1] != size - patch:
+        corners.append(size - patch)
+    return corners
+
+
+def baseline_pixels(model, value: float) -> np.ndarray:
+    """The (3,) float32 input of a uniform image of pixel `value` (0..255 scale, all three channels),
+    after the model's preprocessing (the embedded model's when it has none)."""
+    if not np.isscalar(value) or isinstance(value, (bool, str)) or not np.isfinite(value) or not 0 <= value <= 255:
+        raise ValueError(f"baseline must be a pixel value from 0 to 255 (0 black, 128 grey) or an array shaped "
+                         f"like the batch, got {value!r}")
+    preprocessing = getattr(model, "preprocessing", EFFICIENTNET_LITE0_INPUT)
+    return preprocessing.normalise(np.full((1, 1, 1, 3), value, np.float32)).reshape(3)
 
 
 def check_smooth_grad_method(method: str, layer) -> None:

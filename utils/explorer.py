@@ -224,7 +224,7 @@ class MapCache:
                 heat = self._call(self.xt.smooth_grad, self._x, target, n=int(n), sigma=float(sigma),
                                   seed=SMOOTH_GRAD_SEED)[0]
             else:  # any other method of the table, with the layer when it takes one
-                options = {"layer": layer} if row.takes_layer else {}
+                options = ({"layer": layer} if row.takes_layer else {}) | dict(row.explorer_settings)
                 heat = self._call(getattr(self.xt, method), self._x, target, **options)[0]
             self._maps[key] = heat.astype(np.float32)
         return self._maps[key]
@@ -442,8 +442,9 @@ class Explorer:
         runs = self.cache.model_calls - calls
         where = f"layer {self.layer_choice.value}" if row.takes_layer else "the input"
         box = "" if self.box is None else f", box {tuple(int(v) for v in self.box)} at {self.threshold.value:.2f} x max"
+        settings = "".join(f", {name}={value}" for name, value in row.explorer_settings)  # lighter than the defaults
         self.status.value = _escape(
-            f"{method} for {self._label(self.target)} at {where}{box}; {self.last_update_ms:.0f} ms, "
+            f"{method} for {self._label(self.target)} at {where}{settings}{box}; {self.last_update_ms:.0f} ms, "
             + (f"{runs} model run{'s' if runs > 1 else ''}" if runs else "from the cache, no model run"))
 
     def figure(self, size: float = 3.5):

@@ -375,6 +375,16 @@ def _build_cam_parts(model_ref, image_shape, layer_name: str):
     return cam_parts
 
 
+def _build_features(model_ref, image_shape, layer_name: str):
+    """The logits and the feature map at one layer: one forward pass, no gradient."""
+    @_function(image_shape)
+    def features(x):
+        model = model_ref()
+        logits, activations = _forward(model, x, tap=_find_layer(model, layer_name))
+        return logits, tf.cast(activations, tf.float32)
+    return features
+
+
 def _build_layer_gradients(model_ref, image_shape, layer_name: str):
     """The feature map at one layer and dS^c/dA of each image's own score, and the map's shape."""
     @_function(image_shape, _TARGETS)
@@ -446,6 +456,31 @@ def _input_gradients(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, guide
     fn = _compiled(model, ("input_gradients", guided, image_shape),
                    lambda ref: _build_input_gradients(ref, image_shape, guided))
     return fn(x, targets)
+
+
+def _perturbed_scores(model: keras.Model, images: tf.Tensor, targets: tf.Tensor, score: str) -> tf.Tensor:
+    """The target's score (softmax probability or logit) for a chunk of changed images."""
+    logits = _logits(model, images)
+    values = tf.nn.softmax(logits, axis=-1) if score == "probability" else logits
+    return tf.gather(values, targets, axis=1, batch_dims=1)
+
+
+def _baseline(model: keras.Model, x: tf.Tensor, baseline) -> tf.Tensor:
+    """The reference image x' in the model's input space: a pixel value made uniform image, or a batch as given."""
+    if tf.is_tensor(baseline) or isinstance(baseline, np.ndarray):
+        reference = tf.cast(tf.convert_to_tensor(baseline), x.dtype)
+        if tuple(reference.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
+            raise ValueError(f"a baseline array must be shaped like the batch {tuple(x.shape)} or one image "
+                             f"{tuple(x.shape[1:])}, got {tuple(reference.shape)}")
+        return tf.broadcast_to(reference, tf.shape(x))
+    colour = tf.constant(contract.baseline_pixels(model, baseline), x.dtype)
+    return tf.broadcast_to(colour, tf.shape(x))
+
+
+def _chunks(total: int, size: int):
+    """Index ranges first .. first+size-1 covering 0 .. total-1, as tensors."""
+    for first in range(0, total, size):
+        yield tf.range(first, min(first + size, total), dtype=tf.int64)
 
 
 def _noisy_copies(x: tf.Tensor, spread: tf.Tensor, key: int, first: int, count: int):
@@ -576,6 +611,85 @@ def grad_cam_plus_plus(model: keras.Model, x, target=None, layer: str | None = N
     return _heatmap(tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)), x, normalize, upsample)
 
 
+@contract.shared_doc("layer_cam")
+def layer_cam(model: keras.Model, x, target=None, layer: str | None = None, normalize: bool = True,
+              upsample: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+    return _heatmap(tf.nn.relu(tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1)), x, normalize, upsample)
+
+
+@contract.shared_doc("hires_cam")
+def hires_cam(model: keras.Model, x, target=None, layer: str | None = None, normalize: bool = True,
+              upsample: bool = True, relu: bool = False) -> np.ndarray:
+    x = _check_input(model, x)
+    activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+    maps = tf.reduce_sum(gradients * activations, axis=-1)
+    return _heatmap(tf.nn.relu(maps) if relu else maps, x, normalize, upsample)
+
+
+@contract.shared_doc("score_cam")
+def score_cam(model: keras.Model, x, target=None, layer: str | None = None, normalize: bool = True,
+              upsample: bool = True, top_k: int | None = None, batch_size: int | None = None,
+              score: str = "probability") -> np.ndarray:
+    x = _check_input(model, x)
+    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper())
+    contract.check_score(score)
+    targets = _targets(model, x, target)
+    tap = _feature_layer(model, x, layer)
+    image_shape = tuple(x.shape[1:])
+    fn = _compiled(model, ("features", tap.name, image_shape),
+                   lambda ref: _build_features(ref, image_shape, tap.name))
+    logits, activations = fn(x)
+    _check_feature_shape(model, x, tap, tf.shape(activations).numpy())
+    targets, _ = _scores(logits, targets)
+    activations = tf.transpose(activations, (0, 3, 1, 2))  # (B, K, h, w): a channel's map is one slice
+    contract.check_top_k(top_k, int(activations.shape[1]), tap.name)
+    if top_k is not None:  # Faster Score-CAM: the channels of largest spatial variance
+        variance = tf.math.reduce_variance(tf.reshape(activations, (*activations.shape[:2], -1)), axis=2)
+        activations = tf.gather(activations, tf.math.top_k(variance, top_k).indices, batch_dims=1)
+    batch, channels, height, width = activations.shape
+    floor = _perturbed_scores(model, tf.zeros_like(x), targets, score)  # p_c(X_b), X_b = X * 0
+    flat = tf.reshape(activations, (-1, height, width))
+    weights = []
+    for pairs in _chunks(batch * channels, batch_size):  # (image, channel) pairs, not a loop over images
+        images = pairs // channels
+        masks = _normalise(_upsample(tf.gather(flat, pairs), x.shape[1:3]))  # H^k in [0, 1]
+        masked = tf.gather(x, images) * masks[..., None]
+        weights.append(_perturbed_scores(model, masked, tf.gather(targets, images), score) - tf.gather(floor, images))
+    weights = tf.reshape(tf.concat(weights, axis=0), (batch, channels))
+    maps = tf.nn.relu(tf.einsum("bk,bkhw->bhw", weights, activations))
+    return _heatmap(maps, x, normalize, upsample)
+
+
+@contract.shared_doc("occlusion")
+def occlusion(model: keras.Model, x, target=None, patch: int = 32, stride: int = 16, baseline=contract.GREY,
+              batch_size: int | None = None, score: str = "probability", normalize: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper())
+    contract.check_score(score)
+    height, width = int(x.shape[1]), int(x.shape[2])
+    targets = _clean_targets(model, x, target)
+    contract.check_patch(patch, stride, height, width)
+    fill = _baseline(model, x, baseline)
+    rows, columns = contract.patch_corners(height, patch, stride), contract.patch_corners(width, patch, stride)
+    covered = np.zeros((len(rows) * len(columns), height, width), bool)
+    for i, (top, left) in enumerate((top, left) for top in rows for left in columns):
+        covered[i, top:top + patch, left:left + patch] = True
+    covered = tf.constant(covered)
+    positions = int(covered.shape[0])
+    clean = _perturbed_scores(model, x, targets, score)
+    drops = []
+    for pairs in _chunks(int(x.shape[0]) * positions, batch_size):  # (image, position) pairs
+        images, mask = pairs // positions, tf.gather(covered, pairs % positions)[..., None]
+        occluded = tf.where(mask, tf.gather(fill, images), tf.gather(x, images))
+        drops.append(tf.gather(clean, images) - _perturbed_scores(model, occluded, tf.gather(targets, images), score))
+    coverage = tf.cast(covered, tf.float32)
+    drops = tf.reshape(tf.concat(drops, axis=0), (-1, positions))
+    maps = tf.einsum("bp,phw->bhw", drops, coverage) / tf.reduce_sum(coverage, axis=0)
+    return _heatmap(maps, x, normalize, upsample=False)
+
+
 @contract.shared_doc("saliency")
 def saliency(model: keras.Model, x, target=None, normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
@@ -627,3 +741,24 @@ def guided_grad_cam(model: keras.Model, x, target=None, layer: str | None = None
     coarse = _upsample(_grad_cam_maps(model, x, targets, layer), x.shape[1:3])
     guided = _input_gradients(model, x, targets, guided=True)
     return _signed_map(guided * coarse[..., None], normalize)
+
+
+@contract.shared_doc("integrated_gradients")
+def integrated_gradients(model: keras.Model, x, target=None, baseline=contract.BLACK,
+                         steps: int = contract.INTEGRATED_GRADIENTS_DEFAULT_STEPS, batch_size: int | None = None,
+                         normalize: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    contract.check_steps(steps)
+    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper())
+    targets = _clean_targets(model, x, target)
+    start = _baseline(model, x, baseline)
+    path = x - start
+    batch, total = int(x.shape[0]), tf.zeros_like(x)
+    for samples in _chunks(steps * batch, batch_size):  # (step, image) pairs
+        images = samples % batch
+        alpha = tf.cast(samples // batch + 1, x.dtype) / steps  # eq. 3: k / m
+        points = tf.gather(start, images) + alpha[:, None, None, None] * tf.gather(path, images)
+        gradients = _input_gradients(model, points, tf.gather(targets, images))
+        total += tf.math.unsorted_segment_sum(gradients, images, batch)
+    maps = tf.reduce_sum(path * total / steps, axis=-1)  # eq. 1, summed over colour channels
+    return _heatmap(tf.abs(maps) if normalize else maps, x, normalize, upsample=False)

@@ -347,6 +347,32 @@ def _input_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, g
     return gradients
 
 
+def _perturbed_scores(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, score: str) -> torch.Tensor:
+    """The target's score (softmax probability or logit) for a chunk of changed images, without a graph."""
+    with torch.no_grad():
+        logits = _forward(model, images).float()
+    values = logits.softmax(dim=1) if score == "probability" else logits
+    return values.gather(1, targets[:, None])[:, 0]
+
+
+def _baseline(model: nn.Module, x: torch.Tensor, baseline) -> torch.Tensor:
+    """The reference image x' in the model's input space: a pixel value made uniform image, or a batch as given."""
+    if isinstance(baseline, torch.Tensor) or isinstance(baseline, np.ndarray):
+        reference = torch.as_tensor(baseline, dtype=x.dtype, device=x.device)
+        if tuple(reference.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
+            raise ValueError(f"a baseline array must be shaped like the batch {tuple(x.shape)} or one image "
+                             f"{tuple(x.shape[1:])}, got {tuple(reference.shape)}")
+        return reference.expand_as(x)
+    colour = torch.as_tensor(contract.baseline_pixels(model, baseline), dtype=x.dtype, device=x.device)
+    return colour.view(1, 3, 1, 1).expand_as(x)
+
+
+def _chunks(total: int, size: int, device):
+    """Index ranges first .. first+size-1 covering 0 .. total-1, as tensors."""
+    for first in range(0, total, size):
+        yield torch.arange(first, min(first + size, total), device=device)
+
+
 def _noisy_copies(x: torch.Tensor, spread: torch.Tensor, key: int | None, first: int, count: int):
     """Noisy samples first .. first+count-1: sample j is x_{j % B} + s_{j % B} * noise_j; and which
     image each copies. With a key the noise of sample j comes from (key, j): the same whatever the chunk
@@ -465,6 +491,81 @@ def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, target=None, layer: st
         return _heatmap(F.relu((weights * activations).sum(dim=1)), x, normalize, upsample)
 
 
+@contract.shared_doc("layer_cam")
+def layer_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
+              normalize: bool = True, upsample: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    with inference(model):
+        activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+        return _heatmap(F.relu((F.relu(gradients) * activations).sum(dim=1)), x, normalize, upsample)
+
+
+@contract.shared_doc("hires_cam")
+def hires_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
+              normalize: bool = True, upsample: bool = True, relu: bool = False) -> np.ndarray:
+    x = _check_input(model, x)
+    with inference(model):
+        activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+        maps = (gradients * activations).sum(dim=1)
+        return _heatmap(F.relu(maps) if relu else maps, x, normalize, upsample)
+
+
+@contract.shared_doc("score_cam")
+def score_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
+              normalize: bool = True, upsample: bool = True, top_k: int | None = None,
+              batch_size: int | None = None, score: str = "probability") -> np.ndarray:
+    x = _check_input(model, x)
+    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu")
+    contract.check_score(score)
+    with inference(model), torch.no_grad():
+        targets = _targets(model, x, target)
+        tap = _feature_layer(model, x, layer)
+        with _tap(model, tap, x, grad=False) as taps:
+            targets, _ = _scores(_forward(model, x), targets)
+        activations = taps[0].float()  # (B, K, h, w)
+        contract.check_top_k(top_k, activations.shape[1], tap[0])
+        if top_k is not None:  # Faster Score-CAM: the channels of largest spatial variance
+            kept = activations.flatten(2).var(dim=2).topk(top_k, dim=1).indices
+            activations = activations.gather(1, kept[:, :, None, None].expand(-1, -1, *activations.shape[2:]))
+        channels = activations.shape[1]
+        floor = _perturbed_scores(model, torch.zeros_like(x), targets, score)  # p_c(X_b), X_b = X * 0
+        weights = torch.empty(x.shape[0] * channels, device=x.device)
+        for pairs in _chunks(len(weights), batch_size, x.device):  # (image, channel) pairs, not a loop over images
+            images = pairs // channels
+            masks = _normalise(_upsample(activations.flatten(0, 1)[pairs], x.shape[-2:]))  # H^k in [0, 1]
+            weights[pairs] = _perturbed_scores(model, x[images] * masks[:, None], targets[images], score) - floor[images]
+        maps = F.relu(torch.einsum("bk,bkhw->bhw", weights.view(x.shape[0], channels), activations))
+        return _heatmap(maps, x, normalize, upsample)
+
+
+@contract.shared_doc("occlusion")
+def occlusion(model: nn.Module, x: torch.Tensor, target=None, patch: int = 32, stride: int = 16,
+              baseline=contract.GREY, batch_size: int | None = None, score: str = "probability",
+              normalize: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu")
+    contract.check_score(score)
+    height, width = x.shape[-2:]
+    with inference(model), torch.no_grad():
+        targets = _clean_targets(model, x, target)
+        contract.check_patch(patch, stride, height, width)
+        fill = _baseline(model, x, baseline)
+        rows, columns = contract.patch_corners(height, patch, stride), contract.patch_corners(width, patch, stride)
+        covered = torch.zeros((len(rows) * len(columns), height, width), dtype=torch.bool, device=x.device)
+        for i, (top, left) in enumerate((top, left) for top in rows for left in columns):
+            covered[i, top:top + patch, left:left + patch] = True
+        positions = len(covered)
+        clean = _perturbed_scores(model, x, targets, score)
+        drops = torch.empty(x.shape[0] * positions, device=x.device)
+        for pairs in _chunks(len(drops), batch_size, x.device):  # (image, position) pairs
+            images, mask = pairs // positions, covered[pairs % positions][:, None]
+            occluded = torch.where(mask, fill[images], x[images])
+            drops[pairs] = clean[images] - _perturbed_scores(model, occluded, targets[images], score)
+        coverage = covered.float()
+        maps = torch.einsum("bp,phw->bhw", drops.view(x.shape[0], positions), coverage) / coverage.sum(dim=0)
+        return _heatmap(maps, x, normalize, upsample=False)
+
+
 @contract.shared_doc("saliency")
 def saliency(model: nn.Module, x: torch.Tensor, target=None, normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
@@ -521,3 +622,23 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str |
         coarse = _upsample(_grad_cam_maps(model, x, targets, layer), x.shape[-2:])
         guided = _input_gradients(model, x, targets, guided=True)
         return _signed_map(guided * coarse[:, None], normalize)
+
+
+@contract.shared_doc("integrated_gradients")
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, baseline=contract.BLACK,
+                         steps: int = contract.INTEGRATED_GRADIENTS_DEFAULT_STEPS,
+                         batch_size: int | None = None, normalize: bool = True) -> np.ndarray:
+    x = _check_input(model, x)
+    contract.check_steps(steps)
+    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu")
+    with inference(model):
+        targets = _clean_targets(model, x, target)
+        start = _baseline(model, x, baseline)
+        path = x - start
+        total = torch.zeros_like(x)
+        for samples in _chunks(steps * x.shape[0], batch_size, x.device):  # (step, image) pairs
+            images, alpha = samples % x.shape[0], (samples // x.shape[0] + 1).to(x.dtype) / steps  # eq. 3: k / m
+            points = start[images] + alpha[:, None, None, None] * path[images]
+            total.index_add_(0, images, _input_gradients(model, points, targets[images]))
+        maps = (path * total / steps).sum(dim=1)  # eq. 1, summed over colour channels
+        return _heatmap(maps.abs() if normalize else maps, x, normalize, upsample=False)
