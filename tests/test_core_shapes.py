@@ -131,8 +131,30 @@ def test_small_images_and_other_scales_work():
         (dict(max_scale=1.5), "0 < min_scale <= max_scale <= 1"),
         (dict(min_scale=0.6, max_scale=0.4), "0 < min_scale <= max_scale <= 1"),
         (dict(size=16, min_scale=0.1), "min_scale \\* size >= 4"),
+        (dict(instances=0), "instances must be an integer >= 1"),
+        (dict(instances=3, max_scale=0.4), "3 instances of up to 0.4 of the side do not fit"),
     ],
 )
 def test_bad_arguments_raise_a_clear_error(arguments, message):
     with pytest.raises(ValueError, match=message):
         make_shapes(**{"n": 4, **arguments})
+
+
+def test_several_instances_of_the_class_lie_apart_each_a_whole_shape():
+    single = make_shapes(40, size=SIZE, seed=5)
+    assert single.instance_masks is None
+    data = make_shapes(40, size=SIZE, seed=5, instances=3, min_scale=0.15, max_scale=0.3)
+    assert data.instance_masks.shape == (40, 3, SIZE, SIZE) and data.instance_masks.dtype == bool
+    np.testing.assert_array_equal(data.masks, data.instance_masks.any(axis=1))
+    np.testing.assert_array_equal(data.labels, single.labels)  # the same classes, drawn first
+    for copies in data.instance_masks:
+        boxes = [np.argwhere(mask) for mask in copies]
+        assert all(len(box) >= 4 for box in boxes)  # each copy is drawn
+        assert copies.sum(axis=0).max() == 1  # no pixel belongs to two copies
+        for a in range(3):
+            for b in range(a + 1, 3):  # their bounding squares are apart: a gap of at least one pixel
+                (ya0, xa0), (ya1, xa1) = boxes[a].min(0), boxes[a].max(0)
+                (yb0, xb0), (yb1, xb1) = boxes[b].min(0), boxes[b].max(0)
+                assert xa1 < xb0 or xb1 < xa0 or ya1 < yb0 or yb1 < ya0
+    again = make_shapes(40, size=SIZE, seed=5, instances=3, min_scale=0.15, max_scale=0.3)
+    np.testing.assert_array_equal(again.images, data.images)

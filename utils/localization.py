@@ -132,6 +132,7 @@ class LocalizationDataset:
     boxes: np.ndarray  # (N, 4) int64
     masks: np.ndarray  # (N, S, S) bool
     class_names: tuple[str, ...]
+    instance_masks: np.ndarray | None = None  # (N, k, S, S) bool: each copy, for make_shapes(instances=k > 1)
 
     def __len__(self) -> int:
         return len(self.labels)

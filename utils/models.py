@@ -15,7 +15,7 @@ from .labels import imagenet_classes
 EMBEDDED_MODEL = "efficientnet_lite0"
 ONLINE_MODELS = ("vgg16", "resnet50")
 MODEL_NAMES = (EMBEDDED_MODEL,) + ONLINE_MODELS
-SMALL_CNN_HEADS = ("gap", "gmp", "flatten")
+SMALL_CNN_HEADS = ("gap", "gmp", "flatten", "linear")
 
 
 @dataclass(frozen=True)

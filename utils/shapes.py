@@ -42,32 +42,49 @@ def make_shapes(
     min_scale: float = 0.25,
     max_scale: float = 0.5,
     distractors: int = 3,
+    instances: int = 1,
 ) -> LocalizationDataset:
     """Make `n` images of `size` x `size` pixels, the same ones for the same `seed`.
 
     The target's side is a random fraction of `size` in [min_scale, max_scale]; its position
     and saturated colour are random; `distractors` clutter strokes are added per image. The
     classes are balanced (counts differ by at most one).
+
+    instances=k > 1 draws k copies of the image's class (each its own size, place and colour, their
+    squares apart by at least a pixel; k * max_scale <= 1 so that they fit) for the several-instance
+    claim of Grad-CAM++; `instance_masks` (N, k, S, S) then holds each copy, `masks` their union and
+    `boxes` the union's box. instances=1 gives exactly the single-target data set.
     """
     _check_arguments(n, size, min_scale, max_scale, distractors)
+    if isinstance(instances, bool) or not isinstance(instances, (int, np.integer)) or instances < 1:
+        raise ValueError(f"instances must be an integer >= 1, got {instances!r}")
+    if instances * max_scale > 1:
+        raise ValueError(f"{instances} instances of up to {max_scale} of the side do not fit side by side; "
+                         f"choose max_scale <= {1 / instances:.3g}")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(SHAPE_CLASSES)).astype(np.int64)
-    target = _draw_target_parameters(rng, n, size, min_scale, max_scale)
+    if instances == 1:
+        targets = [_draw_target_parameters(rng, n, size, min_scale, max_scale)]
+    else:
+        targets = _draw_separate_targets(rng, n, instances, size, min_scale, max_scale)
     background = _draw_background_parameters(rng, n)
     clutter = _draw_clutter_parameters(rng, n, size, distractors)
 
     images = np.empty((n, size, size, 3), np.uint8)
-    masks = np.empty((n, size, size), bool)
+    instance_masks = np.empty((n, instances, size, size), bool)
     for start in range(0, n, CHUNK):
         part = slice(start, min(start + CHUNK, n))
         picture = _render_background({k: v[part] for k, v in background.items()}, size)
         for stroke in range(distractors):
             params = {k: v[part, stroke] for k, v in clutter.items()}
             _paint(picture, _capsule_mask(params, size), params["colour"])
-        masks[part] = _target_mask(labels[part], {k: v[part] for k, v in target.items()}, size)
-        _paint(picture, masks[part], target["colour"][part])
+        for copy, target in enumerate(targets):
+            instance_masks[part, copy] = _target_mask(labels[part], {k: v[part] for k, v in target.items()}, size)
+            _paint(picture, instance_masks[part, copy], target["colour"][part])
         images[part] = (picture * 255).round().astype(np.uint8)
-    return LocalizationDataset(images, labels, tight_boxes(masks), masks, SHAPE_CLASSES)
+    masks = instance_masks.any(axis=1)
+    return LocalizationDataset(images, labels, tight_boxes(masks), masks, SHAPE_CLASSES,
+                               instance_masks if instances > 1 else None)
 
 
 def _check_arguments(n, size, min_scale, max_scale, distractors) -> None:
@@ -94,6 +111,33 @@ def _draw_target_parameters(rng, n, size, min_scale, max_scale) -> dict[str, np.
     side = rng.uniform(min_scale, max_scale, n) * size
     centre = side[:, None] / 2 + rng.random((n, 2)) * (size - side[:, None])  # box inside image
     return {"half": side / 2, "cx": centre[:, 0], "cy": centre[:, 1], "colour": _saturated_colours(rng, n)}
+
+
+def _draw_separate_targets(rng, n, instances, size, min_scale, max_scale) -> list[dict[str, np.ndarray]]:
+    """`instances` targets per image whose squares keep at least a pixel apart: each drawn as a single
+    target is, and drawn again (up to 100 times) while it touches an earlier one; an image where that
+    fails gets its squares along the diagonal, where k * max_scale <= 1 always leaves room."""
+    copies = [_draw_target_parameters(rng, n, size, min_scale, max_scale) for _ in range(instances)]
+    for i in range(n):
+        placed = []
+        for copy in copies:
+            for _ in range(100):
+                if all(max(abs(copy["cx"][i] - cx), abs(copy["cy"][i] - cy)) >= copy["half"][i] + half + 1
+                       for cx, cy, half in placed):
+                    break
+                redraw = _draw_target_parameters(rng, 1, size, min_scale, max_scale)
+                for key in ("half", "cx", "cy"):
+                    copy[key][i] = redraw[key][0]
+            else:
+                break
+            placed.append((copy["cx"][i], copy["cy"][i], copy["half"][i]))
+        else:
+            continue
+        slot = size / instances
+        for j, copy in enumerate(copies):  # the diagonal: square j in the j-th cell, apart by construction
+            copy["half"][i] = min(copy["half"][i], slot / 2 - 0.5)
+            copy["cx"][i] = copy["cy"][i] = (j + 0.5) * slot
+    return copies
 
 
 def _draw_background_parameters(rng, n) -> dict[str, np.ndarray]:

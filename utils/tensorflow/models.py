@@ -118,6 +118,8 @@ def small_cnn(head: str = "gap", num_classes: int = 5, input_size: int = 64, wid
         x = layers.Dense(hidden, use_bias=False, name="fc")(x)
         x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="fc_bn")(x)
         x = layers.ReLU(name="fc_relu")(x)
+    elif head == "linear":  # one Dense layer on the flattened map: a weight per position and channel
+        x = layers.Flatten(name="flatten")(x)
     else:
         pool = layers.GlobalAveragePooling2D if head == "gap" else layers.GlobalMaxPooling2D
         x = pool(name=head)(x)

@@ -127,7 +127,8 @@ class SmallCNN(nn.Module):
 
     head "gap": global average pooling -> linear (CAM applies);
     head "gmp": global max pooling -> linear (the CAM paper's contrast);
-    head "flatten": flatten -> linear -> BN -> ReLU -> linear (no CAM; Grad-CAM still works).
+    head "flatten": flatten -> linear -> BN -> ReLU -> linear (no CAM; Grad-CAM still works);
+    head "linear": flatten -> one linear layer (a weight per position and channel: HiResCAM's exact case).
     `features.last` is the last convolutional feature map, at input_size / 2**depth.
     """
 
@@ -151,6 +152,10 @@ class SmallCNN(nn.Module):
             self.classifier = nn.Sequential(OrderedDict(
                 fc=nn.Linear(cin * side * side, hidden, bias=False), bn=nn.BatchNorm1d(hidden), relu=nn.ReLU(),
                 out=nn.Linear(hidden, num_classes)))
+        elif head == "linear":
+            side = input_size // 2**depth
+            self.pool = nn.Flatten()
+            self.classifier = nn.Linear(cin * side * side, num_classes)
         else:
             pool = nn.AdaptiveAvgPool2d(1) if head == "gap" else nn.AdaptiveMaxPool2d(1)
             self.pool = nn.Sequential(pool, nn.Flatten())
