@@ -158,3 +158,31 @@ def test_several_instances_of_the_class_lie_apart_each_a_whole_shape():
                 assert xa1 < xb0 or xb1 < xa0 or ya1 < yb0 or yb1 < ya0
     again = make_shapes(40, size=SIZE, seed=5, instances=3, min_scale=0.15, max_scale=0.3)
     np.testing.assert_array_equal(again.images, data.images)
+
+
+def test_the_shortcut_mark_names_a_class_with_the_asked_agreement():
+    plain = make_shapes(500, size=SIZE, seed=7)
+    cued = make_shapes(500, size=SIZE, seed=7, cue="corner")
+    assert plain.cue_labels is None and plain.cue_masks is None
+    np.testing.assert_array_equal(cued.labels, plain.labels)
+    np.testing.assert_array_equal(cued.masks, plain.masks)  # the same targets, on top of the mark
+    np.testing.assert_array_equal(cued.cue_labels, cued.labels)  # agreement 1: a perfect shortcut
+    outside = ~cued.cue_masks & ~np.broadcast_to(np.pad(np.ones((8, 8), bool), ((0, 56), (0, 56))), cued.masks.shape)
+    np.testing.assert_array_equal(cued.images[outside], plain.images[outside])  # only the corner changed
+    assert not (cued.cue_masks & cued.masks).any() and cued.cue_masks.sum(axis=(1, 2)).min() > 0
+    from utils.shapes import CUE_COLOURS
+    visible = cued.cue_masks[0]
+    np.testing.assert_array_equal(cued.images[0][visible],
+                                  np.broadcast_to(np.round(CUE_COLOURS[cued.labels[0]] * 255), (visible.sum(), 3)))
+    shuffled = make_shapes(500, size=SIZE, seed=7, cue="corner", cue_agreement=0.2)
+    agreement = (shuffled.cue_labels == shuffled.labels).mean()
+    assert 0.13 < agreement < 0.27  # about 1 in 5: the mark says nothing about the class
+    lying = make_shapes(100, size=SIZE, seed=7, cue="corner", cue_agreement=0.0)
+    assert (lying.cue_labels != lying.labels).all()
+    again = make_shapes(500, size=SIZE, seed=7, cue="corner", cue_agreement=0.2)
+    np.testing.assert_array_equal(again.cue_labels, shuffled.cue_labels)  # deterministic for a seed
+    np.testing.assert_array_equal(again.images, shuffled.images)
+    with pytest.raises(ValueError, match="cue must be None or one of 'corner'"):
+        make_shapes(4, cue="stripes")
+    with pytest.raises(ValueError, match="cue_agreement is a probability"):
+        make_shapes(4, cue="corner", cue_agreement=1.5)

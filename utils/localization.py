@@ -133,6 +133,8 @@ class LocalizationDataset:
     masks: np.ndarray  # (N, S, S) bool
     class_names: tuple[str, ...]
     instance_masks: np.ndarray | None = None  # (N, k, S, S) bool: each copy, for make_shapes(instances=k > 1)
+    cue_labels: np.ndarray | None = None  # (N,) int64: the class the shortcut mark shows (make_shapes(cue=...))
+    cue_masks: np.ndarray | None = None  # (N, S, S) bool: the mark's visible pixels
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -33,6 +33,11 @@ CLUTTER_KINDS = {
 }
 MIN_CLUTTER_RADIUS = 0.6  # pixels: thinner strokes would fall between pixel centres
 NOISE_GRID = 5  # control points per side of the smooth background noise
+# The optional shortcut (make_shapes(cue="corner")): a square mark in the top-left corner whose colour
+# names a class, one fixed hue per class, so that a network can learn the class from the mark alone.
+CUE_KINDS = ("corner",)
+CUE_SIDE = 0.125  # of the image side: 8 pixels at 64
+CUE_COLOURS = hsv_to_rgb(np.stack([np.arange(5) / 5, np.ones(5), np.ones(5)], -1)).astype(np.float32)
 
 
 def make_shapes(
@@ -43,6 +48,8 @@ def make_shapes(
     max_scale: float = 0.5,
     distractors: int = 3,
     instances: int = 1,
+    cue: str | None = None,
+    cue_agreement: float = 1.0,
 ) -> LocalizationDataset:
     """Make `n` images of `size` x `size` pixels, the same ones for the same `seed`.
 
@@ -54,6 +61,13 @@ def make_shapes(
     squares apart by at least a pixel; k * max_scale <= 1 so that they fit) for the several-instance
     claim of Grad-CAM++; `instance_masks` (N, k, S, S) then holds each copy, `masks` their union and
     `boxes` the union's box. instances=1 gives exactly the single-target data set.
+
+    cue="corner" adds a shortcut: a square mark (CUE_SIDE of the side) in the top-left corner in the
+    colour of a class (CUE_COLOURS), painted under the target like the clutter. With probability
+    `cue_agreement` its class is the image's own, otherwise another class drawn uniformly: 1.0 is a
+    perfect shortcut (a training split), 1 / 5 a mark that says nothing (a clean test split), 0.0 a
+    mark that always lies. `cue_labels` and `cue_masks` (the mark's visible pixels) say where it is.
+    The images, labels and targets are those of the same call without a cue, mark aside.
     """
     _check_arguments(n, size, min_scale, max_scale, distractors)
     if isinstance(instances, bool) or not isinstance(instances, (int, np.integer)) or instances < 1:
@@ -61,6 +75,10 @@ def make_shapes(
     if instances * max_scale > 1:
         raise ValueError(f"{instances} instances of up to {max_scale} of the side do not fit side by side; "
                          f"choose max_scale <= {1 / instances:.3g}")
+    if cue is not None and cue not in CUE_KINDS:
+        raise ValueError(f"cue must be None or one of {', '.join(map(repr, CUE_KINDS))}, got {cue!r}")
+    if not 0 <= cue_agreement <= 1:
+        raise ValueError(f"cue_agreement is a probability in [0, 1], got {cue_agreement!r}")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(SHAPE_CLASSES)).astype(np.int64)
     if instances == 1:
@@ -70,6 +88,10 @@ def make_shapes(
     background = _draw_background_parameters(rng, n)
     clutter = _draw_clutter_parameters(rng, n, size, distractors)
 
+    cue_labels = _draw_cue_labels(np.random.default_rng([seed, 1]), labels, cue_agreement) if cue else None
+    cue_square = np.zeros((size, size), bool)
+    cue_square[:round(CUE_SIDE * size), :round(CUE_SIDE * size)] = True
+
     images = np.empty((n, size, size, 3), np.uint8)
     instance_masks = np.empty((n, instances, size, size), bool)
     for start in range(0, n, CHUNK):
@@ -78,13 +100,23 @@ def make_shapes(
         for stroke in range(distractors):
             params = {k: v[part, stroke] for k, v in clutter.items()}
             _paint(picture, _capsule_mask(params, size), params["colour"])
+        if cue:
+            _paint(picture, np.broadcast_to(cue_square, picture.shape[:3]), CUE_COLOURS[cue_labels[part]])
         for copy, target in enumerate(targets):
             instance_masks[part, copy] = _target_mask(labels[part], {k: v[part] for k, v in target.items()}, size)
             _paint(picture, instance_masks[part, copy], target["colour"][part])
         images[part] = (picture * 255).round().astype(np.uint8)
     masks = instance_masks.any(axis=1)
+    cue_masks = (cue_square & ~masks) if cue else None
     return LocalizationDataset(images, labels, tight_boxes(masks), masks, SHAPE_CLASSES,
-                               instance_masks if instances > 1 else None)
+                               instance_masks if instances > 1 else None, cue_labels, cue_masks)
+
+
+def _draw_cue_labels(rng, labels, agreement: float) -> np.ndarray:
+    """The class each mark shows: the image's own with probability `agreement`, else another class."""
+    classes = len(SHAPE_CLASSES)
+    other = (labels + rng.integers(1, classes, len(labels))) % classes  # uniform over the other classes
+    return np.where(rng.random(len(labels)) < agreement, labels, other).astype(np.int64)
 
 
 def _check_arguments(n, size, min_scale, max_scale, distractors) -> None:
