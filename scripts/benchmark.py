@@ -265,6 +265,20 @@ def bench_table(framework: str, args) -> dict:
             "results_ms": times}
 
 
+def score_cam_layer(xt, model, x, most_channels: int = 512) -> str:
+    """The last feature map with at most `most_channels` channels (EfficientNet-Lite0: block15, 320), the
+    same in both frameworks: Score-CAM's cost per channel is the same at any layer, and the head's 1280
+    channels would take minutes a round on a CPU."""
+    import importlib
+
+    methods = importlib.import_module(f"{xt.__name__}.methods")
+    for name in reversed(xt.feature_layers(model, x)):
+        features, _ = methods._layer_gradients(model, x, methods._targets(model, x, None), name)
+        if features.shape[1 if xt.FRAMEWORK == "torch" else -1] <= most_channels:
+            return name
+    raise ValueError(f"no feature map with at most {most_channels} channels")
+
+
 def bench_perturbation(framework: str, args) -> dict:
     """Score-CAM, occlusion and Integrated Gradients: ours against the floor (the model runs alone, in the same
     chunks) and the libraries, with the same layer, patch, stride, steps, chunk size, batch and device."""
@@ -277,8 +291,8 @@ def bench_perturbation(framework: str, args) -> dict:
     model = xt.load_model(args.model, pretrained=False) if framework == "tensorflow" else xt.load_model(
         args.model, pretrained=False, device=args.device or xt.best_device())
     x = xt.preprocess(images(args.batch), model)
-    layer = xt.feature_layers(model, x)[-2]  # the penultimate feature map: fewer channels than the head's, same work per channel
     chunk, patch, stride, steps = args.chunk, args.patch, args.stride, args.steps
+    layer = score_cam_layer(xt, model, x)
     probe = xt.score_cam(model, x, layer=layer, top_k=1, batch_size=chunk)  # noqa: F841 (compiles, checks the layer)
     if framework == "torch":
         import torch

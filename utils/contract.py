@@ -175,9 +175,9 @@ the target's softmax probability over the fully masked input X_b = X * 0 (the pa
 of confidence"). The paper's reference code and pytorch-grad-cam leave out p_c(X_b), and
 pytorch-grad-cam takes a softmax of the logits over channels instead; score="logit" uses S^c in
 place of p_c. One forward pass per (image, channel): B K masked images in chunks of `batch_size`
-(None: 4 per pass on a CPU, 64 on a GPU);
-top_k=k keeps the k channels of largest spatial variance per image (Faster Score-CAM) and costs
-B k passes. `layer`: any convolutional feature map (None: the last one).
+(None: 4 per pass on a CPU, 64 on a GPU); top_k=k keeps the k channels of largest spatial variance
+per image (Faster Score-CAM) and costs B k passes. `layer`: any convolutional feature map (None:
+the last one).
 {_HEATMAP_RETURNS}""",
     "occlusion": f"""Occlusion (Zeiler and Fergus 2014, sec. 4.2): how much the target's score drops when a square
 patch of the image is covered.
@@ -218,10 +218,11 @@ the straight line from a baseline x' to x, summed over colour channels.
 
 x' is `baseline`: a pixel value on the 0..255 scale put through the model's preprocessing (black,
 the paper's choice, by default) or a tensor shaped like x in the model's input space. The integral
-is the paper's right Riemann sum over `steps` points x' + (k / steps)(x - x'), k = 1 .. steps,
-run in chunks of `batch_size` images (None: 4 per pass on a CPU, 64 on a GPU). Completeness (the paper's Proposition 1): the raw map
-(normalize=False) is signed and sums over pixels to S^c(x) - S^c(x') up to the Riemann error,
-which shrinks as the steps grow (INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
+is the paper's right Riemann sum over `steps` points x' + (k / steps)(x - x'), k = 1 .. steps, run
+in chunks of `batch_size` images (None: 4 per pass on a CPU, 64 on a GPU). Completeness (the
+paper's Proposition 1): the raw map (normalize=False) is signed and sums over pixels to
+S^c(x) - S^c(x') up to the Riemann error, which shrinks as the steps grow
+(INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
 Returns (B, H, W) float32; normalize=True rescales the magnitude |map| to [0, 1] per image, as
 the paper's figures show it.""",
 }
