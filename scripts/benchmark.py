@@ -30,6 +30,11 @@ pytorch-grad-cam's ScoreCAM, Captum's Occlusion and IntegratedGradients (right R
 tf-keras-vis' Scorecam, with the same layer, patch, stride, steps and chunk size:
 
     python scripts/benchmark.py --case perturbation --model efficientnet_lite0 --batch 1 --repeats 2
+
+--case completeness prints Integrated Gradients' completeness error on the sample photos at each number
+of steps (how contract.INTEGRATED_GRADIENTS_DEFAULT_STEPS was chosen):
+
+    python scripts/benchmark.py --case completeness --framework torch
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -391,6 +398,46 @@ def bench_perturbation(framework: str, args) -> dict:
                       f"Score-CAM at {layer}", "framework": framework, "results_ms": times}
 
 
+def bench_completeness(framework: str, args) -> dict:
+    """Integrated Gradients' completeness error, sum(map) / (F(x) - F(black)) - 1, on each sample photo (its
+    top-1 class, pretrained EfficientNet-Lite0) at each number of steps: how the default steps were chosen."""
+    import importlib
+
+    import utils
+    from utils import contract
+
+    xt = importlib.import_module(f"utils.{framework}")
+    xt.seed_everything(0, threads=args.threads)
+    model = xt.load_model("efficientnet_lite0")
+    photos = [utils.sample_image(name) for name in utils.SAMPLE_NAMES]
+    x = xt.preprocess(photos, model)
+    black = xt.preprocess([np.zeros_like(photos[0])] * len(photos), model)
+    scores = np.asarray(_logits(xt, model, x)), np.asarray(_logits(xt, model, black))
+    targets = scores[0].argmax(axis=1)
+    gap = scores[0][np.arange(len(targets)), targets] - scores[1][np.arange(len(targets)), targets]
+    errors = {}
+    for steps in args.steps_list:
+        maps = xt.integrated_gradients(model, x, targets.tolist(), steps=steps, normalize=False)
+        errors[str(steps)] = (maps.sum(axis=(1, 2)) / gap - 1).round(4).tolist()
+    return {"device": f"{args.threads} threads", "framework": framework, "photos": list(utils.SAMPLE_NAMES),
+            "default_steps": contract.INTEGRATED_GRADIENTS_DEFAULT_STEPS, "relative_error": errors}
+
+
+def _logits(xt, model, x):
+    if xt.FRAMEWORK == "torch":
+        import torch
+
+        with torch.no_grad():
+            return model.eval()(x).cpu().numpy()
+    return model(x, training=False).numpy()
+
+
+def report_completeness(name: str, result: dict) -> None:
+    print(f"\nIntegrated Gradients' completeness, {name}: sum(map) / (F(x) - F(black)) - 1 on {result['photos']}")
+    for steps, errors in result["relative_error"].items():
+        print(f"  {steps:>5} steps: " + "  ".join(f"{e:+7.1%}" for e in errors) + f"   largest {max(map(abs, errors)):.1%}")
+
+
 def report_perturbation(name: str, result: dict) -> None:
     print(f"\nScore-CAM, occlusion, Integrated Gradients, {name}, on {result['device']}: median ms")
     rows = result["results_ms"]
@@ -427,16 +474,20 @@ def report(name: str, result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", choices=["torch", "tensorflow", "both"], default="both")
-    parser.add_argument("--case", choices=["methods", "explorer", "table", "perturbation"], default="methods",
+    parser.add_argument("--case", choices=["methods", "explorer", "table", "perturbation", "completeness"],
+                        default="methods",
                         help="methods: Grad-CAM and SmoothGrad against floor and libraries (default); "
                              "explorer: update times of the interactive explorer; table: every method of the "
                              "table of methods beside Grad-CAM; perturbation: Score-CAM, occlusion and "
-                             "Integrated Gradients against floor and libraries")
+                             "Integrated Gradients against floor and libraries; completeness: Integrated "
+                             "Gradients' completeness error against the steps")
     parser.add_argument("--chunk", type=int, default=4, help="perturbation: images per forward pass (4: the CPU default)")
     parser.add_argument("--patch", type=int, default=32, help="perturbation: occlusion patch")
     parser.add_argument("--stride", type=int, default=16, help="perturbation: occlusion stride")
     parser.add_argument("--steps", type=int, default=32, help="perturbation: Integrated Gradients steps")
     parser.add_argument("--top-k", type=int, default=32, help="perturbation: Score-CAM's top-k channels")
+    parser.add_argument("--steps-list", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512],
+                        help="completeness: the numbers of steps to try")
     parser.add_argument("--model", default="resnet50", help="resnet50 (default), vgg16 or efficientnet_lite0")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--smooth-n", type=int, default=10, help="SmoothGrad samples (the issue quotes 10 on CPU, 50 on GPU)")
@@ -447,9 +498,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     results = {"args": vars(args)}
-    if args.case in ("explorer", "table", "perturbation"):
+    if args.case in ("explorer", "table", "perturbation", "completeness"):
         bench, report_case = {"explorer": (bench_explorer, report_explorer), "table": (bench_table, report_table),
-                              "perturbation": (bench_perturbation, report_perturbation)}[args.case]
+                              "perturbation": (bench_perturbation, report_perturbation),
+                              "completeness": (bench_completeness, report_completeness)}[args.case]
         for framework in ("torch", "tensorflow"):  # torch first: it must be imported before tensorflow
             if args.framework in (framework, "both"):
                 results[framework] = bench(framework, args)
