@@ -272,17 +272,18 @@ def bench_table(framework: str, args) -> dict:
             "results_ms": times}
 
 
-def score_cam_layer(xt, model, x, most_channels: int = 512) -> str:
-    """The last feature map with at most `most_channels` channels (EfficientNet-Lite0: block15, 320), the
-    same in both frameworks: Score-CAM's cost per channel is the same at any layer, and the head's 1280
-    channels would take minutes a round on a CPU."""
+def score_cam_layer(xt, model, x, most_channels: int = 512) -> tuple[str, int]:
+    """The last feature map with at most `most_channels` channels (EfficientNet-Lite0: block15, 320) and its
+    channel count, the same in both frameworks: Score-CAM's cost per channel is the same at any layer, and
+    the head's 1280 channels would take minutes a round on a CPU."""
     import importlib
 
     methods = importlib.import_module(f"{xt.__name__}.methods")
     for name in reversed(xt.feature_layers(model, x)):
         features, _ = methods._layer_gradients(model, x, methods._targets(model, x, None), name)
-        if features.shape[1 if xt.FRAMEWORK == "torch" else -1] <= most_channels:
-            return name
+        channels = int(features.shape[1 if xt.FRAMEWORK == "torch" else -1])
+        if channels <= most_channels:
+            return name, channels
     raise ValueError(f"no feature map with at most {most_channels} channels")
 
 
@@ -299,16 +300,13 @@ def bench_perturbation(framework: str, args) -> dict:
         args.model, pretrained=False, device=args.device or xt.best_device())
     x = xt.preprocess(images(args.batch), model)
     chunk, patch, stride, steps = args.chunk, args.patch, args.stride, args.steps
-    layer = score_cam_layer(xt, model, x)
-    probe = xt.score_cam(model, x, layer=layer, top_k=1, batch_size=chunk)  # noqa: F841 (compiles, checks the layer)
+    layer, channels = score_cam_layer(xt, model, x)
     if framework == "torch":
         import torch
-        from utils.torch.methods import _layer_gradients, _targets
 
         with torch.no_grad():
             logits = model(x)
         targets = logits.argmax(1)
-        channels = _layer_gradients(model, x, _targets(model, x, None), layer)[0].shape[1]
 
         def forwards(count):  # the floor: `count` images through the model in chunks, nothing else
             with torch.no_grad():
@@ -322,10 +320,9 @@ def bench_perturbation(framework: str, args) -> dict:
                 torch.autograd.grad(model(leaf).gather(1, targets[index, None]).sum(), leaf)
     else:
         import tensorflow as tf
-        from utils.tensorflow.methods import _layer_gradients, _logits, _targets
+        from utils.tensorflow.methods import _logits
 
         targets = tf.argmax(_logits(model, x), axis=1)
-        channels = int(_layer_gradients(model, x, _targets(model, x, None), layer)[0].shape[-1])
 
         def forwards(count):
             for first in range(0, count, chunk):

@@ -156,3 +156,48 @@ def test_baselines_and_bad_input():
         metrics.perturbation_curves(lambda frames, t: np.zeros(3), image, np.zeros((16, 16)), 0, steps=4)
     with pytest.raises(ValueError, match="one heatmap per image"):
         metrics.perturbation_curves(lambda f, t: np.zeros(len(f)), np.stack([image] * 2), np.zeros((16, 16)), 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bootstrap interval
+# ------------------------------------------------------------------------------------------------
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_images():
+    values = np.random.default_rng(1).normal(0.6, 0.2, 400)
+    low, high = metrics.bootstrap_interval(values)
+    assert isinstance(low, float) and low < values.mean() < high
+    half_width = 1.96 * values.std(ddof=1) / np.sqrt(len(values))  # the normal approximation
+    assert abs((high - low) / 2 - half_width) < 0.15 * half_width
+    low_few, high_few = metrics.bootstrap_interval(values[:25])
+    assert high_few - low_few > 2 * (high - low)
+    assert metrics.bootstrap_interval(np.full(10, 0.3)) == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_bootstrap_interval_hits_rows_and_seed():
+    hits = np.zeros(200, dtype=bool)
+    hits[:150] = True  # a hit rate of 0.75
+    low, high = metrics.bootstrap_interval(hits, confidence=0.9)
+    assert low < 0.75 < high and high - low < 0.15
+    assert metrics.bootstrap_interval(hits, seed=3) == metrics.bootstrap_interval(hits, seed=3)
+    assert metrics.bootstrap_interval(hits, seed=3) != metrics.bootstrap_interval(hits, seed=4)
+    rows = np.stack([hits, ~hits, hits])  # (methods, images): the same draws for every row
+    lows, highs = metrics.bootstrap_interval(rows)
+    assert lows.shape == highs.shape == (3,)
+    assert (lows[0], highs[0]) == (lows[2], highs[2]) == metrics.bootstrap_interval(hits)
+    np.testing.assert_allclose([lows[1], highs[1]], [1 - highs[0], 1 - lows[0]])
+    columns_low, _ = metrics.bootstrap_interval(rows.T, axis=0)
+    np.testing.assert_allclose(columns_low, lows)
+
+
+def test_bootstrap_interval_bad_input():
+    with pytest.raises(ValueError, match="at least two values"):
+        metrics.bootstrap_interval([0.5])
+    with pytest.raises(ValueError, match="at least two values"):
+        metrics.bootstrap_interval(0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.bootstrap_interval([0.5, np.nan])
+    with pytest.raises(ValueError, match="confidence"):
+        metrics.bootstrap_interval([0.1, 0.2], confidence=95)
+    with pytest.raises(ValueError, match="resamples"):
+        metrics.bootstrap_interval([0.1, 0.2], resamples=0)
+    with pytest.raises(TypeError, match="numbers or bools"):
+        metrics.bootstrap_interval(["a", "b"])

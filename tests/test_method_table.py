@@ -64,7 +64,7 @@ def test_the_table_names_each_method_once_with_a_known_output():
 def test_every_method_of_the_table_is_in_the_backend_with_the_shared_contract(xt):
     methods = importlib_methods(xt)
     public = [name for name in top_level_functions(xt.FRAMEWORK, "methods.py") if not name.startswith("_")]
-    assert public == ["feature_layers", "cam", "cam_parts", *contract.METHOD_NAMES[1:]]  # the table's order
+    assert public == ["feature_layers", "cam", "cam_parts", "layer_gradients", *contract.METHOD_NAMES[1:]]  # the table's order
     assert set(public) == set(contract.METHOD_NAMES) | set(contract.METHOD_HELPERS)
     for row in contract.METHODS:
         function = getattr(xt, row.name, None)

@@ -109,6 +109,54 @@ def test_cam_and_grad_cam_on_a_random_gap_net(xt):
                                    rtol=1e-5, atol=1e-5)
 
 
+def test_counterfactual_grad_cam_is_the_negative_part_on_a_gap_net(xt):
+    """Selvaraju et al., "Counterfactual Explanations": the weights of -dS/dA, then the ReLU. On a GAP head
+    dS^c/dA^k = w_ck / (h w), so the raw map is ReLU(-sum_k w_ck A^k) / (h w) = ReLU(-CAM) / (h w)."""
+    model, x = nets.hand_gap_net(xt)
+    raw = dict(normalize=False, upsample=False)
+    f0, f1 = np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([[0.0, 2.0], [0.0, 0.0]])  # as in the test above
+    for target, cam in [(0, 2 * f0 - f1), (1, -f0 + 3 * f1)]:  # dyadic: exact in float32
+        np.testing.assert_array_equal(xt.grad_cam(model, x, target=target, counterfactual=True, **raw)[0],
+                                      np.maximum(-cam, 0) / 4)
+    kernel, weights, bias = normal(0, 3, 4), normal(1, 4, 3), np.array([0.5, -1.0, 2.0], np.float32)
+    x_np = normal(2, 2, 4, 4, 3)
+    model, x = nets.gap_net(xt, kernel, weights, bias, size=4), nets.batch(xt, x_np)
+    targets = [0, 2]
+    features = np.maximum(x_np @ kernel, 0)  # (2, 4, 4, 4)
+    cam = np.einsum("bhwk,bk->bhw", features, weights[:, targets].T)
+    assert cam.min() < 0 < cam.max()  # both parts are non-zero somewhere
+    counterfactual = xt.grad_cam(model, x, target=targets, counterfactual=True, **raw)
+    np.testing.assert_allclose(counterfactual, np.maximum(-cam, 0) / 16, rtol=1e-5, atol=1e-6)
+    plain = xt.grad_cam(model, x, target=targets, **raw)  # the two maps split the signed map between them
+    np.testing.assert_allclose(plain - counterfactual, cam / 16, rtol=1e-5, atol=1e-6)
+    # before the ReLU (layer="conv") the negated weights alpha_k = -w_k / Z * fraction(A_k > 0)
+    pre = x_np @ kernel
+    alpha = -weights[:, targets].T / 16 * (pre > 0).mean(axis=(1, 2))
+    np.testing.assert_allclose(xt.grad_cam(model, x, target=targets, layer="conv", counterfactual=True, **raw),
+                               np.maximum(np.einsum("bhwk,bk->bhw", pre, alpha), 0), rtol=1e-5, atol=1e-6)
+    # upsampled and normalised like the plain map
+    normalised = xt.grad_cam(model, x, target=targets, counterfactual=True)
+    assert normalised.shape == (2, 4, 4) and normalised.max() == 1 and normalised.min() == 0
+
+
+def test_layer_gradients_are_the_feature_map_and_its_gradient(xt):
+    """On a GAP net dS^c/dA^k = w_ck / (h w) at every position; the activations are the ReLU's output;
+    channels first in both backends; Grad-CAM is the ReLU of their mean-weighted sum."""
+    kernel, weights, bias = normal(0, 3, 4), normal(1, 4, 3), np.array([0.5, -1.0, 2.0], np.float32)
+    x_np = normal(2, 2, 4, 4, 3)
+    model, x = nets.gap_net(xt, kernel, weights, bias, size=4), nets.batch(xt, x_np)
+    activations, gradients = xt.layer_gradients(model, x, target=[0, 2])
+    assert activations.shape == gradients.shape == (2, 4, 4, 4) and activations.dtype == gradients.dtype == np.float32
+    np.testing.assert_allclose(activations, np.maximum(x_np @ kernel, 0).transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-6)
+    expected = np.broadcast_to(weights[:, [0, 2]].T[:, :, None, None] / 16, gradients.shape)
+    np.testing.assert_allclose(gradients, expected, rtol=1e-5, atol=1e-7)
+    grad_cam = np.maximum(np.einsum("bk,bkhw->bhw", gradients.mean(axis=(2, 3)), activations), 0)
+    np.testing.assert_allclose(xt.grad_cam(model, x, target=[0, 2], normalize=False, upsample=False), grad_cam,
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="'nope'"):
+        xt.layer_gradients(model, x, layer="nope")
+
+
 def bilinear_half_pixel(maps: np.ndarray, size) -> np.ndarray:
     """(B, h, w) -> (B, H, W) bilinearly with half-pixel centres (torch's align_corners=False, TensorFlow's
     half_pixel_centers): output pixel i samples the input at (i + 0.5) * in / out - 0.5, clamped to the edges."""
@@ -398,6 +446,7 @@ def test_every_method_leaves_the_model_as_it_was(xt):
     first = [probe(model) for probe in probes]
     assert nets.state(xt, model) == before
     calls = [lambda: xt.cam(model, x), lambda: xt.cam_parts(model, x), lambda: xt.grad_cam(model, x, layer="c2"),
+             lambda: xt.layer_gradients(model, x, layer="c2"),
              lambda: xt.saliency(model, x), lambda: xt.smooth_grad(model, x, n=2),
              lambda: xt.smooth_grad(model, x, n=1, method="grad_cam", layer="c2"), lambda: xt.guided_backprop(model, x),
              lambda: xt.guided_grad_cam(model, x), lambda: xt.feature_layers(model, x),

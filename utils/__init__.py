@@ -12,9 +12,11 @@ Import the PyTorch backend before the TensorFlow one when a process uses both (A
 from .images import SAMPLE_NAMES, as_rgb_uint8, cat_and_coffee, load_image, prepare_images, sample_image, sample_images
 from .labels import class_index, imagenet_classes
 from . import metrics
+from .diagrams import show_diagram
 from .explorer import Explorer, explore
+from . import exercises
 from .localization import LocalizationDataset, box_from_heatmap, iou, localization_accuracy, mass_fraction
-from .metrics import perturbation_curves, pointing_game, rank_correlation
+from .metrics import bootstrap_interval, perturbation_curves, pointing_game, rank_correlation
 from .models import EMBEDDED_MODEL, MODEL_NAMES, Predictions, Preprocessing
 from .pets import load_pets
 from .plotting import draw_box, overlay, show_grid, show_heatmap, show_predictions
@@ -24,8 +26,8 @@ REPO_URL = "https://github.com/seeing-cnns/seeing-cnns"
 
 __all__ = [
     "EMBEDDED_MODEL", "Explorer", "MODEL_NAMES", "Predictions", "Preprocessing", "REPO_URL", "SAMPLE_NAMES",
-    "LocalizationDataset", "SHAPE_CLASSES", "as_rgb_uint8", "box_from_heatmap", "cat_and_coffee", "class_index",
-    "draw_box", "explore", "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy",
+    "LocalizationDataset", "SHAPE_CLASSES", "as_rgb_uint8", "bootstrap_interval", "box_from_heatmap", "cat_and_coffee", "class_index",
+    "draw_box", "exercises", "explore", "imagenet_classes", "iou", "load_image", "load_pets", "localization_accuracy",
     "make_shapes", "mass_fraction", "metrics", "overlay", "perturbation_curves", "pointing_game", "prepare_images",
-    "rank_correlation", "sample_image", "sample_images", "show_grid", "show_heatmap", "show_predictions",
+    "rank_correlation", "sample_image", "sample_images", "show_diagram", "show_grid", "show_heatmap", "show_predictions",
 ]

@@ -88,7 +88,7 @@ METHODS: tuple[Method, ...] = (
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
 # Other public functions of both backends' methods.py (helpers around the methods, not maps).
-METHOD_HELPERS = ("feature_layers", "cam_parts")
+METHOD_HELPERS = ("feature_layers", "cam_parts", "layer_gradients")
 
 
 def method(name: str) -> Method:
@@ -133,11 +133,23 @@ in the CAM paper's GAP-vs-GMP comparison (there mean_xy M_c + b_c is not the log
 Returns numpy float32 (features f (B, K, h, w), weight W (classes, K), bias b (classes,)), channels
 first in both backends: cam(model, x, c, layer, normalize=False, upsample=False)[i] equals
 einsum("k,khw->hw", W[c], f[i]). One forward pass; the same head checks as `cam`.""",
+    "layer_gradients": """A feature map and its gradient, the two ingredients of every gradient-weighted CAM.
+
+Returns numpy float32 (activations A (B, K, h, w), gradients dS^c/dA (B, K, h, w)), channels first in
+both backends, for `target` (as in grad_cam) at `layer` (None: the last feature map). S^c is the
+pre-softmax score. grad_cam(model, x, c, layer, normalize=False, upsample=False) equals
+ReLU(einsum("bk,bkhw->bhw", gradients.mean(axis=(2, 3)), activations)). One forward and one backward
+pass; for the build-it exercises and for methods a reader writes.""",
     "grad_cam": f"""Grad-CAM (Selvaraju et al. 2017, eqs. 1-2): ReLU(sum_k alpha_k^c A^k), alpha_k^c = mean_ij dS^c/dA^k_ij.
 
 S^c is the pre-softmax score (a final softmax is skipped); A is any convolutional feature map by
 name (`layer`, None: the last one), nested models included. One forward and one backward pass for
 the whole batch; each image gets the gradient of its own score.
+counterfactual=True gives the paper's counterfactual explanation (Selvaraju et al., Grad-CAM, ICCV
+2017 / IJCV 2019, sec. "Counterfactual Explanations"): the weights of the negated gradients,
+alpha_k^c = mean_ij(-dS^c/dA^k_ij), then the same ReLU(sum_k alpha_k^c A^k): the negative part of
+the signed map, the regions whose features lower the score (evidence against class c). On a GAP
+head its raw map is ReLU(-CAM) / (h w), where the plain map is ReLU(CAM) / (h w).
 {_HEATMAP_RETURNS}""",
     "grad_cam_plus_plus": f"""Grad-CAM++ (Chattopadhay et al. 2018, eqs. 7 and 19): Grad-CAM with each position weighted.
 
@@ -381,6 +393,15 @@ def patch_corners(size: int, patch: int, stride: int) -> list[int]:
     if corners[-1] != size - patch:
         corners.append(size - patch)
     return corners
+
+
+def patch_masks(height: int, width: int, patch: int, stride: int) -> np.ndarray:
+    """(P, height, width) bool: where each occluding patch lies, row by row (patch_corners on each side)."""
+    rows, columns = patch_corners(height, patch, stride), patch_corners(width, patch, stride)
+    covered = np.zeros((len(rows) * len(columns), height, width), bool)
+    for i, (top, left) in enumerate((top, left) for top in rows for left in columns):
+        covered[i, top:top + patch, left:left + patch] = True
+    return covered
 
 
 def baseline_pixels(model, value: float) -> np.ndarray:

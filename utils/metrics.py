@@ -10,6 +10,8 @@ insertion), the caller passes a function, so both backends share every line of t
   (deletion: lower is better; insertion: higher is better).
 - Rank correlation (Adebayo et al. 2018, "Sanity checks for saliency maps", sec. 3): Spearman's rho
   between two maps, used to compare a map before and after the model's weights are randomised.
+- Bootstrap interval (Efron and Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13): the
+  percentile confidence interval of a mean over images, to say whether two methods' scores differ.
 The CAM paper's localization accuracy lives in utils.localization.
 """
 from __future__ import annotations
@@ -202,3 +204,38 @@ def randomized_like(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     values = np.asarray(values)
     return rng.normal(values.mean(), values.std(), values.shape).astype(values.dtype)
+
+
+def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0,
+                       axis: int = -1) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Percentile bootstrap confidence interval of the mean of per-image `values`: (low, high).
+
+    The images are drawn with replacement `resamples` times (seeded: the same interval on every
+    run), the mean of each draw is taken, and the interval runs from the (1 - confidence) / 2 to the
+    (1 + confidence) / 2 quantile of those means. `values` (..., N) holds one value per image along
+    `axis` (e.g. hits as bool, areas under curves, rank correlations); several rows (e.g. one per
+    method) are resampled with the same draws, so their intervals are paired. Returns floats for
+    1-D input, else arrays of the other axes' shape. The interval reflects the spread over these
+    images only, not over models or data sets.
+    """
+    data = np.asarray(values)
+    if data.dtype == object or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise TypeError(f"values must be numbers or bools, one per image, got dtype {data.dtype}")
+    data = np.moveaxis(data.astype(np.float64), axis, -1) if data.ndim else data.astype(np.float64)
+    if data.ndim == 0 or data.shape[-1] < 2:
+        raise ValueError(f"need at least two values along axis {axis} (one per image), got shape {np.shape(values)}")
+    if not np.isfinite(data).all():
+        raise ValueError("values contain NaN or infinite values")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence}")
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
+        raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
+    n = data.shape[-1]
+    # How often each image is drawn in each resample (R, N): the same as drawing N indices with
+    # replacement, and the means become one matrix product instead of an (..., R, N) gather.
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples)
+    means = data @ counts.T.astype(np.float64) / n  # (..., R)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2], axis=-1)
+    if data.ndim == 1:
+        return float(low), float(high)
+    return low, high

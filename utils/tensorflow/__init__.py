@@ -43,8 +43,8 @@ _import_tensorflow_quietly()
 
 from .core import best_device, predict, preprocess, probabilities, seed_everything  # noqa: E402
 from .methods import (cam, cam_parts, feature_layers, grad_cam, grad_cam_plus_plus, guided_backprop,  # noqa: E402
-                      guided_grad_cam, hires_cam, integrated_gradients, layer_cam, occlusion, saliency, score_cam,
-                      smooth_grad)
+                      guided_grad_cam, hires_cam, integrated_gradients, layer_cam, layer_gradients, occlusion,
+                      saliency, score_cam, smooth_grad)
 from .models import cascading_randomization, efficientnet_lite0, load_model, randomized_copy, small_cnn  # noqa: E402
 from .training import evaluate, train  # noqa: E402
 
@@ -52,6 +52,6 @@ FRAMEWORK = "tensorflow"
 
 __all__ = ["FRAMEWORK", "best_device", "cam", "cam_parts", "cascading_randomization", "efficientnet_lite0",
            "evaluate", "feature_layers", "grad_cam", "grad_cam_plus_plus", "guided_backprop",
-           "guided_grad_cam", "hires_cam", "integrated_gradients", "layer_cam", "load_model", "occlusion",
-           "predict", "preprocess", "probabilities", "randomized_copy", "saliency", "score_cam",
+           "guided_grad_cam", "hires_cam", "integrated_gradients", "layer_cam", "layer_gradients", "load_model",
+           "occlusion", "predict", "preprocess", "probabilities", "randomized_copy", "saliency", "score_cam",
            "seed_everything", "small_cnn", "smooth_grad", "train"]

@@ -443,10 +443,14 @@ def _layer_gradients(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer
     return activations, gradients
 
 
-def _grad_cam_maps(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer: str | None) -> tf.Tensor:
-    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+def _grad_cam_maps(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, layer: str | None,
+                    counterfactual: bool = False) -> tf.Tensor:
+    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2);
+    counterfactual: with the gradients negated (sec. "Counterfactual Explanations")."""
     activations, gradients = _layer_gradients(model, x, targets, layer)
     weights = tf.reduce_mean(gradients, axis=[1, 2], keepdims=True)  # eq. 1: alpha_k^c
+    if counterfactual:  # alpha_k^c of -dS^c/dA^k: the evidence against the class
+        weights = -weights
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))  # eq. 2
 
 
@@ -591,12 +595,20 @@ def cam_parts(model: keras.Model, x, layer: str | None = None,
     return tuple(t.numpy().astype(np.float32) for t in (features, weight, bias))
 
 
+@contract.shared_doc("layer_gradients")
+def layer_gradients(model: keras.Model, x, target=None,
+                    layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x = _check_input(model, x)
+    activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+    return tuple(tf.transpose(t, (0, 3, 1, 2)).numpy().astype(np.float32) for t in (activations, gradients))
+
+
 @contract.shared_doc("grad_cam")
 def grad_cam(model: keras.Model, x, target=None, layer: str | None = None, normalize: bool = True,
-             upsample: bool = True) -> np.ndarray:
+             upsample: bool = True, counterfactual: bool = False) -> np.ndarray:
     x = _check_input(model, x)
     targets = _targets(model, x, target)
-    return _heatmap(_grad_cam_maps(model, x, targets, layer), x, normalize, upsample)
+    return _heatmap(_grad_cam_maps(model, x, targets, layer, counterfactual), x, normalize, upsample)
 
 
 @contract.shared_doc("grad_cam_plus_plus")
@@ -672,11 +684,7 @@ def occlusion(model: keras.Model, x, target=None, patch: int = 32, stride: int =
     targets = _clean_targets(model, x, target)
     contract.check_patch(patch, stride, height, width)
     fill = _baseline(model, x, baseline)
-    rows, columns = contract.patch_corners(height, patch, stride), contract.patch_corners(width, patch, stride)
-    covered = np.zeros((len(rows) * len(columns), height, width), bool)
-    for i, (top, left) in enumerate((top, left) for top in rows for left in columns):
-        covered[i, top:top + patch, left:left + patch] = True
-    covered = tf.constant(covered)
+    covered = tf.constant(contract.patch_masks(height, width, patch, stride))
     positions = int(covered.shape[0])
     clean = _perturbed_scores(model, x, targets, score)
     drops = []

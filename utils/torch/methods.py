@@ -329,10 +329,14 @@ def _layer_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, l
     return activations.detach().float(), gradients.float()
 
 
-def _grad_cam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: str | None) -> torch.Tensor:
-    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2)."""
+def _grad_cam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer: str | None,
+                    counterfactual: bool = False) -> torch.Tensor:
+    """Raw Grad-CAM maps (B, h, w) at the layer's resolution (Selvaraju et al. 2017, eqs. 1-2);
+    counterfactual: with the gradients negated (sec. "Counterfactual Explanations")."""
     activations, gradients = _layer_gradients(model, x, targets, layer)
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # eq. 1: alpha_k^c
+    if counterfactual:  # alpha_k^c of -dS^c/dA^k: the evidence against the class
+        weights = -weights
     return F.relu((weights * activations).sum(dim=1))  # eq. 2
 
 
@@ -469,13 +473,22 @@ def cam_parts(model: nn.Module, x: torch.Tensor, layer: str | None = None,
         return tuple(t.float().cpu().numpy() for t in (features, weight, bias))
 
 
+@contract.shared_doc("layer_gradients")
+def layer_gradients(model: nn.Module, x: torch.Tensor, target=None,
+                    layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x = _check_input(model, x)
+    with inference(model):
+        activations, gradients = _layer_gradients(model, x, _targets(model, x, target), layer)
+        return activations.cpu().numpy(), gradients.cpu().numpy()
+
+
 @contract.shared_doc("grad_cam")
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None,
-             normalize: bool = True, upsample: bool = True) -> np.ndarray:
+             normalize: bool = True, upsample: bool = True, counterfactual: bool = False) -> np.ndarray:
     x = _check_input(model, x)
     with inference(model):
         targets = _targets(model, x, target)
-        return _heatmap(_grad_cam_maps(model, x, targets, layer), x, normalize, upsample)
+        return _heatmap(_grad_cam_maps(model, x, targets, layer, counterfactual), x, normalize, upsample)
 
 
 @contract.shared_doc("grad_cam_plus_plus")
@@ -550,10 +563,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, patch: int = 32, s
         targets = _clean_targets(model, x, target)
         contract.check_patch(patch, stride, height, width)
         fill = _baseline(model, x, baseline)
-        rows, columns = contract.patch_corners(height, patch, stride), contract.patch_corners(width, patch, stride)
-        covered = torch.zeros((len(rows) * len(columns), height, width), dtype=torch.bool, device=x.device)
-        for i, (top, left) in enumerate((top, left) for top in rows for left in columns):
-            covered[i, top:top + patch, left:left + patch] = True
+        covered = torch.as_tensor(contract.patch_masks(height, width, patch, stride), device=x.device)
         positions = len(covered)
         clean = _perturbed_scores(model, x, targets, score)
         drops = torch.empty(x.shape[0] * positions, device=x.device)
