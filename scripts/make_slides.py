@@ -13,7 +13,10 @@ nbconvert's SlidesExporter:
 * the Colab badge line and the Colab-only setup cell are left out (nothing to show in a seminar);
   so are stderr streams (framework log lines) and the `# NBVAL_...` markers in code;
 * code cells are not fragments: the speaker shows code and result together, as the reader sees them;
-* cells already carrying metadata.slideshow keep the author's choice.
+* cells already carrying metadata.slideshow keep the author's choice;
+* each deck ends with a slide holding its notebook's Korean summary, the `## NN` section of
+  docs/korean/summaries.md (a notebook without a section gets none), and the full run adds a glossary
+  deck, korean/glossary.slides.html, made from the tables of docs/korean/glossary.md.
 
 reveal.js comes from the `sphinx-revealjs` package (reveal.js 5, MIT) and require.js, jQuery and
 MathJax 2 from `nbclassic` (BSD); both are copied once into <out>/_static/, so the folder is
@@ -30,12 +33,14 @@ import re
 import shutil
 import struct
 import sys
+import unicodedata
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "slides"
+KOREAN = ROOT / "docs" / "korean"          # the seminar kit: summaries.md and glossary.md
 
 # The canvas nbconvert's reveal template uses (960 x 700) and the font sizes it sets (20 px text, 19 px code).
 CANVAS_HEIGHT = 640        # px available for content, margins taken off
@@ -58,6 +63,9 @@ BADGE = re.compile(r"^\s*\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\s*$")
 LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s")
 HEADING_LINE = re.compile(r"^#{1,3} ")
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
+SECTION = re.compile(r"^## ", re.MULTILINE)
+NUMBERED = re.compile(r"## (\d{2})\b")
+TABLE_ROW = re.compile(r"^\s*\|")
 
 
 # ------------------------------------------------------------------------------------------ heights
@@ -71,6 +79,11 @@ def png_size(data: str) -> tuple[int, int] | None:
     if head[:8] != b"\x89PNG\r\n\x1a\n":
         return None
     return struct.unpack(">II", head[16:24])
+
+
+def text_width(text: str) -> int:
+    """Rendered width in Latin characters: a Hangul or other wide character takes about two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def image_height(width: int, height: int) -> float:
@@ -96,7 +109,7 @@ def markdown_height(text: str) -> float:
         if re.match(r"#{1,3} ", stripped):
             height += HEADING
         elif stripped:
-            height += TEXT_LINE * math.ceil(len(stripped) / TEXT_CHARS)
+            height += TEXT_LINE * math.ceil(text_width(stripped) / TEXT_CHARS)
         else:
             height += TEXT_LINE / 2
     return height
@@ -192,9 +205,14 @@ def details_as_html(match: re.Match) -> str:
     return f"<details>{match.group(1)}\n{inner}\n</details>"
 
 
-def prepare(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of `nb` with metadata.slideshow.slide_type set on every cell and seminar clutter removed."""
+def prepare(nb: nbformat.NotebookNode, summary: str | None = None) -> nbformat.NotebookNode:
+    """A copy of `nb` with metadata.slideshow.slide_type set on every cell and seminar clutter removed.
+
+    `summary`, markdown (a notebook's section of docs/korean/summaries.md), becomes the last slide.
+    """
     nb = copy.deepcopy(nb)
+    if summary:
+        nb.cells.append(summary_cell(summary))
     cells = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown":
@@ -242,6 +260,76 @@ def prepare(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         used += height
         cell.metadata["slideshow"] = {"slide_type": kind}
     return nb
+
+
+# ------------------------------------------------------------------------------------------ the Korean kit
+
+def sections(text: str) -> list[str]:
+    """Markdown cut before every `## ` heading (the text before the first one is the first piece)."""
+    starts = [0] + [m.start() for m in SECTION.finditer(text) if m.start() > 0]
+    return [text[a:b].strip() for a, b in zip(starts, starts[1:] + [len(text)]) if text[a:b].strip()]
+
+
+def korean_summaries(path: Path = KOREAN / "summaries.md") -> dict[str, str]:
+    """{"03": that notebook's section, heading included} from every `## NN ...` section of summaries.md."""
+    if not path.exists():
+        return {}
+    found = {}
+    for section in sections(path.read_text(encoding="utf-8")):
+        number = NUMBERED.match(section)
+        if number:
+            found[number.group(1)] = section
+    return found
+
+
+def notebook_number(notebook: Path) -> str | None:
+    match = re.match(r"(\d{2})_", notebook.stem)
+    return match.group(1) if match else None
+
+
+def summary_cell(summary: str) -> nbformat.NotebookNode:
+    """The summary as a markdown cell whose `##` heading says what it is: `## 한국어 요약 · 03 · Grad-CAM`.
+
+    Its first `###` heading becomes bold text, so that the title shares a slide with the first part.
+    """
+    source = re.sub(r"^## ", "## 한국어 요약 · ", summary.strip(), count=1)
+    source = re.sub(r"^### (.+)$", r"**\1**", source, count=1, flags=re.MULTILINE)
+    cell = nbformat.v4.new_markdown_cell(source)
+    cell["id"] = "korean-summary"
+    return cell
+
+
+def split_table(piece: str, budget: float = CANVAS_HEIGHT) -> list[str]:
+    """A section whose table is taller than a slide, as chunks that each repeat the table's header rows."""
+    lines = piece.splitlines()
+    rows = [i for i, line in enumerate(lines) if TABLE_ROW.match(line)]
+    if len(rows) < 3 or markdown_height(piece) <= budget:
+        return [piece]
+    before, header = "\n".join(lines[:rows[0]]), lines[rows[0]:rows[0] + 2]
+    body, after = lines[rows[0] + 2:rows[-1] + 1], "\n".join(lines[rows[-1] + 1:]).strip()
+    chunks, current, lead = [], [], before
+    for row in body:
+        if current and markdown_height("\n".join([lead, *header, *current, row])) > budget:
+            chunks.append("\n".join([lead, *header, *current]).strip())
+            current, lead = [], ""
+        current.append(row)
+    chunks.append("\n".join([lead, *header, *current]).strip())
+    if after:
+        chunks.append(after)
+    return chunks
+
+
+def glossary_notebook(path: Path = KOREAN / "glossary.md") -> nbformat.NotebookNode:
+    """The glossary as a notebook in memory: a slide per `##` section, its table continued on sub-slides."""
+    cells = []
+    for section in sections(path.read_text(encoding="utf-8")):
+        for number, chunk in enumerate(split_table(section)):
+            cell = nbformat.v4.new_markdown_cell(chunk)
+            cell["id"] = f"glossary-{len(cells)}"
+            if number:
+                cell.metadata["slideshow"] = {"slide_type": "subslide"}
+            cells.append(cell)
+    return nbformat.v4.new_notebook(cells=cells, metadata={"language_info": {"name": "markdown"}})
 
 
 # ------------------------------------------------------------------------------------------ assets and export
@@ -301,9 +389,13 @@ def exporter_for(static_url: str):
     return exporter
 
 
-def export(notebook: Path, out: Path, root: Path = ROOT) -> Path:
-    """Write one deck to out/<topic>/<name>.slides.html and return its path."""
+def export(notebook: Path, out: Path, root: Path = ROOT, summaries: dict[str, str] | None = None) -> Path:
+    """Write one deck to out/<topic>/<name>.slides.html and return its path.
+
+    `summaries` ({"03": markdown}; default: docs/korean/summaries.md) gives the deck its last slide.
+    """
     nb = nbformat.read(notebook, as_version=4)
+    summaries = korean_summaries() if summaries is None else summaries
     try:
         relative = notebook.resolve().relative_to((root / "notebooks").resolve())
     except ValueError:
@@ -312,8 +404,18 @@ def export(notebook: Path, out: Path, root: Path = ROOT) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     static_url = Path("../" * (len(relative.parts) - 1) + "_static").as_posix()
     exporter = exporter_for(static_url)
-    body, _ = exporter.from_notebook_node(prepare(nb), resources={
+    body, _ = exporter.from_notebook_node(prepare(nb, summaries.get(notebook_number(notebook))), resources={
         "metadata": {"name": notebook.stem, "path": str(notebook.parent)}})
+    target.write_text(body.replace("</head>", EXTRA_CSS + "</head>", 1), encoding="utf-8")
+    return target
+
+
+def export_glossary(out: Path, glossary: Path = KOREAN / "glossary.md") -> Path:
+    """Write the glossary deck to out/korean/glossary.slides.html and return its path."""
+    target = out / "korean" / "glossary.slides.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    body, _ = exporter_for("../_static").from_notebook_node(prepare(glossary_notebook(glossary)), resources={
+        "metadata": {"name": "glossary", "path": str(glossary.parent)}})
     target.write_text(body.replace("</head>", EXTRA_CSS + "</head>", 1), encoding="utf-8")
     return target
 
@@ -340,12 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         print("make_slides: no notebooks found", file=sys.stderr)
         return 1
     copy_assets(args.out)
-    decks = []
+    decks, summaries = [], korean_summaries()
     for notebook in notebooks:
-        deck = export(notebook, args.out)
+        deck = export(notebook, args.out, summaries=summaries)
         decks.append(deck)
         print(deck)
     if not args.notebooks:
+        if (KOREAN / "glossary.md").exists():
+            decks.append(export_glossary(args.out))
+            print(decks[-1])
         print(write_index(args.out, decks))
     return 0
 
