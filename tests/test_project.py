@@ -116,3 +116,42 @@ def test_every_figure_is_stored_in_the_notebook(path):
             if not images:
                 missing.append(index)
     assert not missing, f"cells {missing} call plt.show() but store no image: execute with the inline backend"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_numbered_section_opens_with_its_key_idea(path):
+    """A seminar presents a section by one sentence: every `## N.` heading is followed, before the first
+    code cell, by a line that starts with **Key idea.**"""
+    missing, open_heading = [], None
+    for cell in notebook_cells(path):
+        if cell["cell_type"] != "markdown":
+            if open_heading:
+                missing.append(open_heading)
+            open_heading = None
+            continue
+        for line in source(cell).splitlines():
+            if re.match(r"## \d+\.", line):
+                if open_heading:
+                    missing.append(open_heading)
+                open_heading = line.strip()
+            elif open_heading and line.strip().startswith("**Key idea.**"):
+                open_heading = None
+    missing += [open_heading] if open_heading else []
+    assert not missing, f"sections without a **Key idea.** line: {missing}"
+
+
+BUILD_IT = [p for p in NOTEBOOKS if p.parent.name[:2] in {"01", "02", "03", "04", "05", "10"}]
+
+
+@pytest.mark.parametrize("path", BUILD_IT, ids=lambda p: p.name)
+def test_build_it_exercise_has_a_stub_a_checker_and_a_hidden_solution_that_passes(path):
+    """The reader's stub calls a checker of utils.exercises; the solution's cell is hidden and asserts the
+    checker's verdict, so nbval checks the solution."""
+    code = [c for c in notebook_cells(path) if c["cell_type"] == "code"]
+    checked = [c for c in code if "exercises.check_" in source(c)]
+    hidden = [c for c in checked if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+    assert len(checked) > len(hidden) >= 1, "a visible stub with its checker call, and a hidden solution"
+    assert all("@title Solution" in source(c) and "assert" in source(c) for c in hidden)
+    for cell in hidden:
+        text = "".join("".join(out.get("text", "")) for out in cell.get("outputs", []))
+        assert "Right:" in text and "Not yet" not in text, "the stored solution passes its checker"
