@@ -158,6 +158,27 @@ def test_baselines_and_bad_input():
         metrics.perturbation_curves(lambda f, t: np.zeros(len(f)), np.stack([image] * 2), np.zeros((16, 16)), 0)
 
 
+def test_perturbation_curves_group_frames_by_target_without_changing_the_scores():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 12, 12, 3), dtype=np.uint8)
+    maps, targets = rng.random((7, 12, 12)), np.array([0, 1, 0, 0, 2, 1, 0])
+    calls = []
+
+    def score(frames, target):  # depends on the frame and the class, not on the batch
+        calls.append((len(frames), target))
+        return frames.reshape(len(frames), -1).mean(1) / 255 + target
+
+    grouped = metrics.perturbation_curves(score, images, maps, targets, "insertion", steps=4, max_frames=10)
+    assert all(size <= 10 for size, _ in calls) and len(calls) < len(images)
+    assert {t for _, t in calls} == {0, 1, 2}
+    one_by_one = [metrics.perturbation_curves(score, images[i], maps[i], targets[i], "insertion", steps=4)
+                  for i in range(len(images))]
+    np.testing.assert_allclose(grouped.scores, np.concatenate([c.scores for c in one_by_one]))
+    np.testing.assert_allclose(grouped.auc, np.concatenate([c.auc for c in one_by_one]))
+    with pytest.raises(ValueError, match="max_frames"):
+        metrics.perturbation_curves(score, images, maps, targets, max_frames=0)
+
+
 # ------------------------------------------------------------------------------------------------
 # Bootstrap interval
 # ------------------------------------------------------------------------------------------------

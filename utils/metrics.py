@@ -16,6 +16,7 @@ The CAM paper's localization accuracy lives in utils.localization.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -168,13 +169,15 @@ class PerturbationCurves(NamedTuple):
 
 def perturbation_curves(score: Callable[[np.ndarray, int], np.ndarray], images, heatmaps, targets,
                         mode: str = "deletion", steps: int = 32, baseline: str | None = None,
-                        seed: int = 0) -> PerturbationCurves:
+                        seed: int = 0, max_frames: int = 256) -> PerturbationCurves:
     """Deletion or insertion curves (Petsiuk et al. 2018, sec. 4.2) of uint8 images (B, H, W, 3).
 
     `score(frames, target)` returns the model's probability of class `target` for each of the
-    uint8 frames (N, H, W, 3), e.g. `lambda f, c: xt.probabilities(model, xt.preprocess(f, model))[:, c]`;
-    it is called once per image with all steps + 1 frames. Deletion: a low area means the map found
-    the pixels the class depends on; insertion: a high area means the same.
+    uint8 frames (N, H, W, 3), e.g. `lambda f, c: xt.probabilities(model, xt.preprocess(f, model))[:, c]`.
+    The frames of images that share a target go to `score` together, at most `max_frames` per call
+    (at least one image's steps + 1): one model call per class and chunk, not one per image, which
+    is what costs most on small images. Deletion: a low area means the map found the pixels the
+    class depends on; insertion: a high area means the same.
     """
     images = np.asarray(images)
     if images.ndim == 3:
@@ -183,14 +186,24 @@ def perturbation_curves(score: Callable[[np.ndarray, int], np.ndarray], images, 
     targets = np.broadcast_to(np.asarray(targets, dtype=np.int64), (len(images),))
     if len(maps) != len(images):
         raise ValueError(f"expected one heatmap per image: {len(images)} images, {len(maps)} heatmaps")
-    rows = []
-    for image, heatmap, target in zip(images, maps, targets):
-        frames, fractions = perturbed_images(image, heatmap, mode, steps, baseline, seed)
-        values = np.asarray(score(frames, int(target)), dtype=np.float64).reshape(-1)
-        if values.shape != (steps + 1,):
-            raise ValueError(f"score must return one value per frame ({steps + 1}), got shape {values.shape}")
-        rows.append(values)
-    scores = np.stack(rows)
+    if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
+        raise ValueError(f"max_frames must be an integer >= 1, got {max_frames!r}")
+    if len(images) == 0:
+        raise ValueError("no images: pass at least one image (H, W, 3) with its heatmap and target")
+    per_call = max(1, max_frames // (steps + 1))  # images whose frames share one call
+    scores = np.empty((len(images), steps + 1))
+    fractions = None
+    for target in np.unique(targets):
+        members = np.flatnonzero(targets == target)
+        for chunk in np.array_split(members, -(-len(members) // per_call)):
+            frames = [perturbed_images(images[i], maps[i], mode, steps, baseline, seed) for i in chunk]
+            fractions = frames[0][1]
+            values = np.asarray(score(np.concatenate([f for f, _ in frames]), int(target)), dtype=np.float64)
+            values = values.reshape(-1)
+            if values.shape != ((steps + 1) * len(chunk),):
+                raise ValueError(f"score must return one value per frame ({(steps + 1) * len(chunk)}), "
+                                 f"got shape {values.shape}")
+            scores[chunk] = values.reshape(len(chunk), steps + 1)
     area = ((scores[:, 1:] + scores[:, :-1]) / 2 * np.diff(fractions)).sum(axis=1)  # trapezoids
     return PerturbationCurves(fractions, scores, area)
 
@@ -204,6 +217,17 @@ def randomized_like(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     values = np.asarray(values)
     return rng.normal(values.mean(), values.std(), values.shape).astype(values.dtype)
+
+
+@functools.lru_cache(maxsize=8)
+def _resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(N, R) float64: how often each of N images is drawn in each resample. The same as drawing N
+    indices with replacement, and the means become one matrix product instead of an (..., R, N)
+    gather. Cached (read-only), because drawing them costs far more than using them and a notebook
+    asks for many intervals over the same images."""
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples).T.astype(np.float64)
+    counts.flags.writeable = False
+    return counts
 
 
 def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0,
@@ -231,10 +255,9 @@ def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 10_000
     if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
         raise ValueError(f"resamples must be an integer >= 1, got {resamples!r}")
     n = data.shape[-1]
-    # How often each image is drawn in each resample (R, N): the same as drawing N indices with
-    # replacement, and the means become one matrix product instead of an (..., R, N) gather.
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples)
-    means = data @ counts.T.astype(np.float64) / n  # (..., R)
+    counts = (_resample_counts(n, resamples, seed) if isinstance(seed, (int, np.integer))
+              else _resample_counts.__wrapped__(n, resamples, seed))  # an unseeded draw is never cached
+    means = data @ counts / n  # (..., R)
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2], axis=-1)
     if data.ndim == 1:
         return float(low), float(high)
