@@ -1,4 +1,4 @@
-"""Checkers for the build-it exercises of notebooks 01-05.
+"""Checkers for the build-it exercises of the notebooks.
 
 The reader writes the key lines of a method into a stub; a checker here compares the result with the
 course's own implementation (computed by the notebook and passed in as numpy) and says right or wrong.
@@ -271,6 +271,53 @@ def check_smooth_grad(answer, image, noise, level: float, gradient_of) -> bool:
                 break
     return _verdict(False, what, hint or "compare with: for each z in noise, g = gradient_of(image + sigma * z); "
                                          "average the g; then np.abs(average).max(axis=-1).")
+
+
+# Measuring explanations (notebook 06)
+
+
+def check_pointing_game(answer, maps, masks, tolerance: float) -> bool:
+    """Notebook 06's pointing game (Zhang et al. 2018, sec. 5.1) written by hand: (N,) hits.
+
+    A map hits when its maximum (the first in raster order) lies within `tolerance` pixels of its object,
+    measured to the nearest pixel of the object's mask; a constant map points nowhere and misses.
+    `answer`: the reader's (N,) bools for maps (N, H, W) and masks (N, H, W) bool.
+    """
+    from . import metrics  # framework-free, like this module
+
+    what = f"the pointing game with a {tolerance:g}-pixel tolerance"
+    if answer is None:
+        return _verdict(False, what, "pointing_hits returned None: return one hit (True or False) per image.")
+    maps, masks = np.asarray(maps, np.float64), np.asarray(masks, bool)
+    expected = metrics.pointing_game(maps, masks, tolerance)
+    answer = np.asarray(answer)
+    if answer.shape == expected.shape and answer.dtype != object and np.array_equal(answer.astype(bool), expected):
+        return _verdict(True, f"{what}: {expected.sum()} hits of {len(expected)} (rate {expected.mean():.2f}).")
+    if answer.size == 1 and np.isclose(float(answer), expected.mean()):
+        return _verdict(False, what, "that is the hit rate: return the (N,) hits themselves (the rate is their mean).")
+    shape = _check_shape(answer, expected, "your answer")
+    if shape:
+        return _verdict(False, what, shape)
+    answer = answer.astype(bool)
+    flat = maps.reshape(len(maps), -1)
+    constant = flat.max(axis=1) <= flat.min(axis=1)
+    peak = np.unravel_index(flat.argmax(axis=1), maps.shape[1:])
+    rows = np.arange(len(maps))
+    mistakes = [
+        (masks[rows, peak[0], peak[1]] & ~constant,
+         "you counted a hit only on the mask itself: within the tolerance counts too (the distance from the "
+         "maximum to the nearest object pixel, scipy.ndimage.distance_transform_edt(~mask))."),
+        (expected | constant,
+         "a constant map has no maximum to point with: count it as a miss."),
+        (metrics.pointing_game(-maps, masks, tolerance),
+         "that points with the map's minimum: use its maximum (np.argmax)."),
+    ]
+    for wrong, hint in mistakes:
+        if not np.array_equal(wrong, expected) and np.array_equal(answer, wrong):
+            return _verdict(False, what, hint)
+    return _verdict(False, what, f"{int((answer != expected).sum())} of {len(expected)} images differ: find each "
+                                 "map's maximum (np.unravel_index of its argmax) and test its distance to the "
+                                 "nearest pixel of the mask against the tolerance.")
 
 
 # Debugging (notebook 10)
