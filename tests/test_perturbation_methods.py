@@ -156,3 +156,13 @@ def test_bad_arguments_get_clear_errors(xt, gap):
             (lambda: xt.integrated_gradients(model, x, baseline="black"), "baseline must be a pixel value")]:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_the_default_batch_is_a_pixel_budget_on_a_cpu():
+    # 4 EfficientNet-Lite0 inputs per pass (the measured fastest per image on a CPU), 49 of the
+    # 64-pixel shapes, never fewer than one; on a GPU a fixed large batch whatever the size.
+    assert contract.perturbation_batch(None, False, 224 * 224) == 4
+    assert contract.perturbation_batch(None, False, 64 * 64) == 49
+    assert contract.perturbation_batch(None, False, 1024 * 1024) == 1
+    assert contract.perturbation_batch(None, True, 64 * 64) == contract.PERTURBATION_BATCH_GPU
+    assert contract.perturbation_batch(7, False, 224 * 224) == 7

@@ -32,9 +32,12 @@ SMOOTH_GRAD_DEFAULT_SIGMA = 0.15
 # 65% at 16 steps, 65% at 32, 23% at 64, 13% at 128, 7.3% at 256, 2.2% at 512.
 INTEGRATED_GRADIENTS_DEFAULT_STEPS = 512
 # Images per forward pass for the methods that run the model on many changed copies (Score-CAM,
-# occlusion, Integrated Gradients) when batch_size=None. On a CPU larger batches run slower per
-# image (EfficientNet-Lite0, 2 cores: 21 ms at 4, 36 ms at 16, 74 ms at 64); a GPU wants them large.
-PERTURBATION_BATCH_CPU, PERTURBATION_BATCH_GPU = 4, 64
+# occlusion, Integrated Gradients) and for `probabilities`, when batch_size=None. On a CPU larger
+# batches run slower per image once their activations leave the cache (EfficientNet-Lite0 at 224 px,
+# 2 cores: 21 ms at 4, 36 ms at 16, 74 ms at 64), so the CPU default is a budget of input pixels:
+# 4 images of 224 x 224, 49 of 64 x 64 (smaller batches of small images cost more in per-call
+# overhead than they save). A GPU wants batches large.
+PERTURBATION_PIXELS_CPU, PERTURBATION_BATCH_GPU = 4 * 224 * 224, 64
 # Pixel values (0..255 scale, before the model's normalisation) of the papers' reference images.
 BLACK, GREY = 0.0, 128.0
 # Input-gradient maps are heavy-tailed (a few pixels set the maximum): for display they are scaled so
@@ -187,9 +190,9 @@ the target's softmax probability over the fully masked input X_b = X * 0 (the pa
 of confidence"). The paper's reference code and pytorch-grad-cam leave out p_c(X_b), and
 pytorch-grad-cam takes a softmax of the logits over channels instead; score="logit" uses S^c in
 place of p_c. One forward pass per (image, channel): B K masked images in chunks of `batch_size`
-(None: 4 per pass on a CPU, 64 on a GPU); top_k=k keeps the k channels of largest spatial variance
-per image (Faster Score-CAM) and costs B k passes. `layer`: any convolutional feature map (None:
-the last one).
+(None: 4 per pass at 224 x 224 on a CPU, more for smaller images; 64 on a GPU); top_k=k keeps
+the k channels of largest spatial variance per image (Faster Score-CAM) and costs B k passes.
+`layer`: any convolutional feature map (None: the last one).
 {_HEATMAP_RETURNS}""",
     "occlusion": f"""Occlusion (Zeiler and Fergus 2014, sec. 4.2): how much the target's score drops when a square
 patch of the image is covered.
@@ -199,7 +202,8 @@ the model's preprocessing; the paper's grey square by default, or a tensor shape
 model's input space) slides with `stride` (the last row and column placed so the patches cover
 the image); each position gives drop = p_c(x) - p_c(x occluded) (score="logit": S^c), and each
 pixel gets the mean drop of the patches that cover it, signed. One forward pass per (image,
-position), in chunks of `batch_size` (None: 4 per pass on a CPU, 64 on a GPU).
+position), in chunks of `batch_size` (None: 4 per pass at 224 x 224 on a CPU, more for smaller
+images; 64 on a GPU).
 {_HEATMAP_RETURNS}""",
     "saliency": f"""Vanilla gradient (Simonyan et al. 2014, sec. 3.1): max over colour channels of |dS^c/dx|.
 
@@ -231,10 +235,10 @@ the straight line from a baseline x' to x, summed over colour channels.
 x' is `baseline`: a pixel value on the 0..255 scale put through the model's preprocessing (black,
 the paper's choice, by default) or a tensor shaped like x in the model's input space. The integral
 is the paper's right Riemann sum over `steps` points x' + (k / steps)(x - x'), k = 1 .. steps, run
-in chunks of `batch_size` images (None: 4 per pass on a CPU, 64 on a GPU). Completeness (the
-paper's Proposition 1): the raw map (normalize=False) is signed and sums over pixels to
-S^c(x) - S^c(x') up to the Riemann error, which shrinks as the steps grow
-(INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
+in chunks of `batch_size` images (None: 4 per pass at 224 x 224 on a CPU, more for smaller
+images; 64 on a GPU). Completeness (the paper's Proposition 1): the raw map (normalize=False)
+is signed and sums over pixels to S^c(x) - S^c(x') up to the Riemann error, which shrinks as the
+steps grow (INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
 Returns (B, H, W) float32; normalize=True rescales the magnitude |map| to [0, 1] per image, as
 the paper's figures show it.""",
 }
@@ -346,10 +350,11 @@ SMOOTH_GRAD_METHODS = ("saliency", "grad_cam")
 PERTURBATION_SCORES = ("probability", "logit")
 
 
-def perturbation_batch(batch_size, on_gpu: bool) -> int:
-    """The checked number of changed images per forward pass; None: the measured default for the device."""
+def perturbation_batch(batch_size, on_gpu: bool, image_pixels: int = 224 * 224) -> int:
+    """The checked number of images per forward pass; None: the measured default for the device
+    (on a CPU, as many images of `image_pixels` pixels as fit PERTURBATION_PIXELS_CPU, at least one)."""
     if batch_size is None:
-        return PERTURBATION_BATCH_GPU if on_gpu else PERTURBATION_BATCH_CPU
+        return PERTURBATION_BATCH_GPU if on_gpu else max(1, PERTURBATION_PIXELS_CPU // int(image_pixels))
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size (images per forward pass) must be a positive int or None, got {batch_size!r}")
     return int(batch_size)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import skimage.measure
+import scipy.ndimage
 
 EMPTY_BOX = (0, 0, 0, 0)
 
@@ -32,18 +32,40 @@ def box_from_heatmap(heatmap, threshold: float = 0.2) -> np.ndarray:
         raise ValueError("the heatmap contains NaN or infinite values; check the method that produced it")
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be in [0, 1] (a fraction of the map's maximum), got {threshold}")
-    boxes = [_largest_region_box(one, threshold) for one in maps.reshape(-1, *maps.shape[-2:])]
-    return np.array(boxes, dtype=np.int64).reshape(*maps.shape[:-2], 4)
+    flat = maps.reshape(-1, *maps.shape[-2:])
+    return _largest_region_boxes(flat, threshold).reshape(*maps.shape[:-2], 4)
 
 
-def _largest_region_box(heatmap: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
-    peak = heatmap.max()
-    if peak <= 0:
-        return EMPTY_BOX
-    regions = skimage.measure.label(heatmap >= threshold * peak, connectivity=2)
-    largest = np.bincount(regions.ravel())[1:].argmax() + 1  # ties: the first in raster order
-    rows, columns = np.nonzero(regions == largest)
-    return columns.min(), rows.min(), columns.max() + 1, rows.max() + 1
+# 8-connectivity within each map, none across the stack: one labelling call for the whole batch.
+_IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE[1] = True
+
+
+def _largest_region_boxes(maps: np.ndarray, threshold: float) -> np.ndarray:
+    """(B, H, W) -> (B, 4) int64 boxes of each map's largest region; ties go to the region met first
+    in raster order, as a per-map labelling numbers them."""
+    peaks = maps.max(axis=(1, 2))
+    masks = (maps >= threshold * peaks[:, None, None]) & (peaks > 0)[:, None, None]
+    boxes = np.zeros((len(maps), 4), dtype=np.int64)
+    labels, count = scipy.ndimage.label(masks, structure=_IN_PLANE)
+    if count == 0:
+        return boxes
+    # Labels run in raster order through the stack, so each map's labels are one contiguous range.
+    last = np.maximum.accumulate(labels.reshape(len(maps), -1).max(axis=1))
+    ids = np.arange(1, count + 1)
+    owner = np.searchsorted(last, ids)  # the map each label lies in
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    order = np.lexsort((ids, -sizes, owner))  # per map: largest first, then raster order
+    first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    chosen = np.zeros(len(maps), dtype=labels.dtype)
+    chosen[owner[first]] = ids[first]
+    region = (labels == chosen[:, None, None]) & (chosen > 0)[:, None, None]
+    rows, columns = region.any(axis=2), region.any(axis=1)
+    height, width = maps.shape[1:]
+    boxes[:] = np.stack([columns.argmax(axis=1), rows.argmax(axis=1),
+                         width - columns[:, ::-1].argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)], axis=1)
+    boxes[chosen == 0] = 0
+    return boxes
 
 
 def iou(boxes_a, boxes_b) -> np.ndarray | float:

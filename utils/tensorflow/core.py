@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .. import contract
 from .. import models as spec
 from .. import runtime
 from ..images import prepare_images
@@ -53,8 +54,10 @@ def predict(model: keras.Model, x, top: int = 5) -> spec.Predictions:
                       getattr(model, "class_names", None))
 
 
-def probabilities(model: keras.Model, x, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images.
+def probabilities(model: keras.Model, x, batch_size: int | None = None) -> np.ndarray:
+    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images
+    (None: the perturbation methods' default for the device and image size, 4 images of 224 x 224
+    on a CPU).
 
     Through the model's compiled forward pass (the methods' own, traced once per model and image
     size): eager Keras spends most of a call on per-layer Python overhead, 3-4 times the compiled
@@ -64,8 +67,7 @@ def probabilities(model: keras.Model, x, batch_size: int = 64) -> np.ndarray:
     """
     from .methods import _logits  # methods imports this module, so not at the top
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     x = tf.convert_to_tensor(x, tf.float32)
+    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
     return np.concatenate([tf.nn.softmax(_logits(model, x[start:start + batch_size]), axis=-1).numpy()
                            for start in range(0, int(x.shape[0]), batch_size)])

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .. import contract
 from .. import models as spec
 from .. import runtime
 from ..images import prepare_images
@@ -73,9 +74,10 @@ def predict(model: torch.nn.Module, x: torch.Tensor, top: int = 5) -> spec.Predi
 
 
 @torch.no_grad()
-def probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+def probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+    """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images
+    (None: the perturbation methods' default for the device and image size, 4 images of 224 x 224
+    on a CPU, where a deletion curve's 36 frames of EfficientNet-Lite0 run 1.7x faster than at 64)."""
+    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu", x.shape[2] * x.shape[3])
     with inference(model):
         return torch.cat([torch.softmax(model(chunk), dim=1).float() for chunk in x.split(batch_size)]).cpu().numpy()
