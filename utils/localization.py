@@ -64,7 +64,7 @@ def _largest_region_boxes(maps: np.ndarray, threshold: float) -> np.ndarray:
     height, width = maps.shape[1:]
     boxes[:] = np.stack([columns.argmax(axis=1), rows.argmax(axis=1),
                          width - columns[:, ::-1].argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)], axis=1)
-    boxes[chosen == 0] = 0
+    boxes[chosen == 0] = EMPTY_BOX
     return boxes
 
 

@@ -48,6 +48,11 @@ def preprocess(images, model: keras.Model | None = None, preprocessing: spec.Pre
         return tf.identity(tf.convert_to_tensor(preprocessing.normalise(pixels)))
 
 
+def chunk_size(batch_size, x: tf.Tensor) -> int:
+    """contract.perturbation_batch for the (B, H, W, C) batch `x`: its device and its H x W pixels."""
+    return contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
+
+
 def predict(model: keras.Model, x, top: int = 5) -> spec.Predictions:
     """Top-`top` class indices, names and softmax probabilities for each image of the batch `x`."""
     return spec.top_k(probabilities(model, x, batch_size=max(1, int(x.shape[0]))), top,
@@ -68,6 +73,6 @@ def probabilities(model: keras.Model, x, batch_size: int | None = None) -> np.nd
     from .methods import _logits  # methods imports this module, so not at the top
 
     x = tf.convert_to_tensor(x, tf.float32)
-    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
+    batch_size = chunk_size(batch_size, x)
     return np.concatenate([tf.nn.softmax(_logits(model, x[start:start + batch_size]), axis=-1).numpy()
                            for start in range(0, int(x.shape[0]), batch_size)])

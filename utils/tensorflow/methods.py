@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import contract
+from .core import chunk_size
 
 # ---------------------------------------------------------------------------------------------
 # Inputs: the batch and the targets
@@ -645,7 +646,7 @@ def score_cam(model: keras.Model, x, target=None, layer: str | None = None, norm
               upsample: bool = True, top_k: int | None = None, batch_size: int | None = None,
               score: str = "probability") -> np.ndarray:
     x = _check_input(model, x)
-    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
+    batch_size = chunk_size(batch_size, x)
     contract.check_score(score)
     targets = _targets(model, x, target)
     tap = _feature_layer(model, x, layer)
@@ -678,7 +679,7 @@ def score_cam(model: keras.Model, x, target=None, layer: str | None = None, norm
 def occlusion(model: keras.Model, x, target=None, patch: int = 32, stride: int = 16, baseline=contract.GREY,
               batch_size: int | None = None, score: str = "probability", normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
-    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
+    batch_size = chunk_size(batch_size, x)
     contract.check_score(score)
     height, width = int(x.shape[1]), int(x.shape[2])
     targets = _clean_targets(model, x, target)
@@ -757,7 +758,7 @@ def integrated_gradients(model: keras.Model, x, target=None, baseline=contract.B
                          normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
     contract.check_steps(steps)
-    batch_size = contract.perturbation_batch(batch_size, "GPU" in x.device.upper(), x.shape[1] * x.shape[2])
+    batch_size = chunk_size(batch_size, x)
     targets = _clean_targets(model, x, target)
     start = _baseline(model, x, baseline)
     path = x - start

@@ -28,7 +28,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .. import contract
-from .core import inference
+from .core import chunk_size, inference
 
 # ---------------------------------------------------------------------------------------------
 # Inputs: the batch and the targets
@@ -528,7 +528,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None 
               normalize: bool = True, upsample: bool = True, top_k: int | None = None,
               batch_size: int | None = None, score: str = "probability") -> np.ndarray:
     x = _check_input(model, x)
-    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu", x.shape[2] * x.shape[3])
+    batch_size = chunk_size(batch_size, x)
     contract.check_score(score)
     with inference(model), torch.no_grad():
         targets = _targets(model, x, target)
@@ -556,7 +556,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, patch: int = 32, s
               baseline=contract.GREY, batch_size: int | None = None, score: str = "probability",
               normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
-    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu", x.shape[2] * x.shape[3])
+    batch_size = chunk_size(batch_size, x)
     contract.check_score(score)
     height, width = x.shape[-2:]
     with inference(model), torch.no_grad():
@@ -640,7 +640,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target=None, baselin
                          batch_size: int | None = None, normalize: bool = True) -> np.ndarray:
     x = _check_input(model, x)
     contract.check_steps(steps)
-    batch_size = contract.perturbation_batch(batch_size, x.device.type != "cpu", x.shape[2] * x.shape[3])
+    batch_size = chunk_size(batch_size, x)
     with inference(model):
         targets = _clean_targets(model, x, target)
         start = _baseline(model, x, baseline)
