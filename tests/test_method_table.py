@@ -22,7 +22,8 @@ FRAMEWORK_ONLY = {
         "tensorflow": {"_num_classes", "_logits", "_all_layers", "_find_layer", "_static_shape", "_static_feature_layers",
                        "_run_and_record_shapes", "_check_feature_shape", "_patched", "_output_layer",
                        "_without_softmax", "_structure", "_compiled", "_function", "_build_logits", "_last_dense",
-                       "_build_cam_parts", "_build_features", "_build_layer_gradients", "_build_input_gradients", "_noisy_copies_graph"},
+                       "_build_cam_parts", "_build_features", "_build_layer_gradients", "_build_input_gradients",
+                       "_build_masked_scores", "_noisy_copies_graph"},
     },
     "models.py": {
         "torch": {"SameConv2d", "MBConv", "EfficientNetLite0", "SmallCNN"},

@@ -114,6 +114,9 @@ def shared_doc(name: str):
     return decorate
 
 
+_FOLDED_PASSES = """These passes fold each BatchNorm into the convolution before it where the
+BatchNorm is that convolution's only reader (consecutive in an nn.Sequential; in the Keras graph):
+the same function up to float rounding, with one pass over the activations less."""
 _HEATMAP_RETURNS = """Returns (B, H, W) float32 at the input's resolution (upsample=False: the layer's h x w), each map
 rescaled to [0, 1] unless normalize=False."""
 _SIGNED_RETURNS = """Returns (B, H, W, 3) float32, signed, per input channel; normalize=True maps it per image to
@@ -192,7 +195,7 @@ pytorch-grad-cam takes a softmax of the logits over channels instead; score="log
 place of p_c. One forward pass per (image, channel): B K masked images in chunks of `batch_size`
 (None: 4 per pass at 224 x 224 on a CPU, more for smaller images; 64 on a GPU); top_k=k keeps
 the k channels of largest spatial variance per image (Faster Score-CAM) and costs B k passes.
-`layer`: any convolutional feature map (None: the last one).
+{_FOLDED_PASSES} `layer`: any convolutional feature map (None: the last one).
 {_HEATMAP_RETURNS}""",
     "occlusion": f"""Occlusion (Zeiler and Fergus 2014, sec. 4.2): how much the target's score drops when a square
 patch of the image is covered.
@@ -204,6 +207,7 @@ the image); each position gives drop = p_c(x) - p_c(x occluded) (score="logit": 
 pixel gets the mean drop of the patches that cover it, signed. One forward pass per (image,
 position), in chunks of `batch_size` (None: 4 per pass at 224 x 224 on a CPU, more for smaller
 images; 64 on a GPU).
+{_FOLDED_PASSES}
 {_HEATMAP_RETURNS}""",
     "saliency": f"""Vanilla gradient (Simonyan et al. 2014, sec. 3.1): max over colour channels of |dS^c/dx|.
 
@@ -229,7 +233,7 @@ passes back only positive gradients at positive inputs (ReLU6: inputs in (0, 6))
 (at `layer`, None: the last feature map), for the same targets.
 
 {_SIGNED_RETURNS}""",
-    "integrated_gradients": """Integrated Gradients (Sundararajan et al. 2017, eqs. 1 and 3): (x - x') times the mean gradient on
+    "integrated_gradients": f"""Integrated Gradients (Sundararajan et al. 2017, eqs. 1 and 3): (x - x') times the mean gradient on
 the straight line from a baseline x' to x, summed over colour channels.
 
 x' is `baseline`: a pixel value on the 0..255 scale put through the model's preprocessing (black,
@@ -239,6 +243,7 @@ in chunks of `batch_size` images (None: 4 per pass at 224 x 224 on a CPU, more f
 images; 64 on a GPU). Completeness (the paper's Proposition 1): the raw map (normalize=False)
 is signed and sums over pixels to S^c(x) - S^c(x') up to the Riemann error, which shrinks as the
 steps grow (INTEGRATED_GRADIENTS_DEFAULT_STEPS is the measured default).
+{_FOLDED_PASSES}
 Returns (B, H, W) float32; normalize=True rescales the magnitude |map| to [0, 1] per image, as
 the paper's figures show it.""",
 }

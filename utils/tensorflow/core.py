@@ -74,5 +74,5 @@ def probabilities(model: keras.Model, x, batch_size: int | None = None) -> np.nd
 
     x = tf.convert_to_tensor(x, tf.float32)
     batch_size = chunk_size(batch_size, x)
-    return np.concatenate([tf.nn.softmax(_logits(model, x[start:start + batch_size]), axis=-1).numpy()
+    return np.concatenate([tf.nn.softmax(_logits(model, x[start:start + batch_size], folded=True), axis=-1).numpy()
                            for start in range(0, int(x.shape[0]), batch_size)])

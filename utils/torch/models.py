@@ -21,6 +21,8 @@ from .core import best_device
 class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow's 'SAME' padding (extra pixel at the bottom/right), as the weights expect."""
 
+    convolves_last = True  # forward pads, then runs nn.Conv2d's: core.folded_batchnorm may fold the BN after it
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
         for size, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]):
