@@ -68,7 +68,8 @@ def probabilities(model: keras.Model, x, batch_size: int | None = None) -> np.nd
     size): eager Keras spends most of a call on per-layer Python overhead, 3-4 times the compiled
     pass's time on EfficientNet-Lite0 on a CPU, and deletion curves call the model hundreds of times.
     Like the methods, it reads the scores before a final softmax layer, so a model that ends in one
-    (keras.applications' default) is not put through softmax twice.
+    (keras.applications' default) is not put through softmax twice, and like the perturbation methods it
+    folds each BatchNorm into the convolution before it.
     """
     from .methods import _logits  # methods imports this module, so not at the top
 

@@ -82,7 +82,8 @@ def predict(model: torch.nn.Module, x: torch.Tensor, top: int = 5) -> spec.Predi
 def probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
     """Softmax probabilities (B, classes) of the batch `x`, run in chunks of `batch_size` images
     (None: the perturbation methods' default for the device and image size, 4 images of 224 x 224
-    on a CPU, where a deletion curve's 36 frames of EfficientNet-Lite0 run 1.7x faster than at 64)."""
+    on a CPU, where a deletion curve's 36 frames of EfficientNet-Lite0 run 1.7x faster than at 64).
+    Like the perturbation methods, with each BatchNorm folded into the convolution before it."""
     from .methods import _folded_batchnorms  # methods imports this module, so not at the top
 
     batch_size = chunk_size(batch_size, x)
